@@ -1,0 +1,1 @@
+"""The taichifield command-line app (installed as ``taichifield.cli``)."""

@@ -1,0 +1,45 @@
+"""Atomic file output: write to a temporary file in the target folder, then rename.
+
+A crash, Ctrl-C or SIGKILL mid-write leaves either the old file or nothing,
+never a half-written one (``os.replace`` is atomic on POSIX within a filesystem).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+__all__ = ["atomic_path"]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
+
+    The temporary name keeps the suffix of ``path`` so writers that pick a format
+    from the extension (imageio, Open3D) behave as for the final name. On any
+    exception the temporary file is removed and ``path`` is left untouched.
+
+    Example:
+        >>> with atomic_path("mesh.ply") as tmp:
+        ...     write_ply(tmp, vertices, faces)
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb") as fh:  # make the bytes durable before the rename
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
