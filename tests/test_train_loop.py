@@ -1,0 +1,77 @@
+"""The shared training loop: budgets, checkpoints, signals, non-finite guard, RNG resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+import torch
+
+from taichifield.train.loop import NonFiniteGuard, TrainingDiverged, rng_state, run_loop, set_rng_state
+
+
+def test_loop_runs_all_steps_and_saves_at_end():
+    saved: list[int] = []
+    seen: list[int] = []
+    res = run_loop(lambda s: seen.append(s) or {"loss": float(s)}, start_step=3, total_steps=10,
+                   save=saved.append, checkpoint_every=4)
+    assert seen == list(range(3, 10))
+    assert res.step == 10 and res.stopped == "steps"
+    assert saved == [4, 8, 10]
+    assert res.last_stats == {"loss": 9.0}
+
+
+def test_loop_time_budget_stops_and_saves():
+    saved: list[int] = []
+    res = run_loop(lambda s: {}, start_step=0, total_steps=10**9, time_budget=0.2, save=saved.append,
+                   checkpoint_seconds=1e9, checkpoint_every=10**9)
+    assert res.stopped == "time_budget"
+    assert 0 < res.step < 10**9
+    assert saved == [res.step]
+
+
+def test_loop_sigterm_saves_and_stops():
+    saved: list[int] = []
+
+    def step(s: int):
+        if s == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return {}
+
+    res = run_loop(step, start_step=0, total_steps=100, save=saved.append, checkpoint_every=10**9)
+    assert res.stopped == "signal" and res.step == 6
+    assert saved == [6]
+
+
+def _bad_step(opt: torch.optim.Optimizer, w: torch.nn.Parameter, guard: NonFiniteGuard, bad: bool) -> bool:
+    opt.zero_grad()
+    loss = (w * (float("nan") if bad else 1.0)).sum()
+    loss.backward()
+    ok = guard.check(loss)
+    if ok:
+        opt.step()
+    return ok
+
+
+def test_nonfinite_guard_skips_and_backs_off():
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.SGD([w], lr=0.1)
+    guard = NonFiniteGuard(opt, backoff=0.5, max_consecutive=3)
+    assert not _bad_step(opt, w, guard, bad=True)
+    assert torch.equal(w.detach(), torch.ones(3))  # no NaN leaked into the weights
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05)
+    assert _bad_step(opt, w, guard, bad=False)
+    assert guard.consecutive == 0 and guard.total_skipped == 1
+    with pytest.raises(TrainingDiverged, match="non-finite steps in a row"):
+        for _ in range(3):
+            _bad_step(opt, w, guard, bad=True)
+
+
+def test_rng_state_roundtrip():
+    g = torch.Generator().manual_seed(1)
+    state = rng_state(g)
+    a = torch.rand(3), torch.rand(3, generator=g)
+    set_rng_state(state, g)
+    b = torch.rand(3), torch.rand(3, generator=g)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
