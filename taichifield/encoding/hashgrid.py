@@ -1,0 +1,333 @@
+"""Multiresolution hash grid encoding (Instant-NGP; Mueller et al. 2022, Sec. 3).
+
+For each of ``L`` levels with resolution ``N_l = floor(N_min * b**l)``,
+``b = exp((ln N_max - ln N_min) / (L - 1))``, a point ``x in [0,1]^d`` is scaled to
+``x * N_l``; the ``2**d`` corners of its grid cell index a table of ``T`` feature
+vectors (``F`` features each) and the corner features are d-linearly interpolated.
+Levels whose ``(N_l + 1)**d`` vertices fit in ``T`` are indexed densely
+(``i + j (N_l+1) + k (N_l+1)**2``), finer levels through the spatial hash of Eq. (4)::
+
+    h(c) = (c_0 * 1  xor  c_1 * 2654435761  xor  c_2 * 805459861)  mod T
+
+(uint32 arithmetic; ``T`` is a power of two). The output concatenates the levels:
+``(N, L * F)``, level-major (``out[:, l*F + f]``).
+
+All parameters live in one flat ``nn.Parameter`` of ``L * T * F`` floats
+(level ``l``, entry ``e``, feature ``f`` at ``(l * T + e) * F + f``), initialised
+U(-1e-4, 1e-4) as in the paper.
+
+Note:
+    Inputs outside ``[0, 1]`` are clamped onto the unit cube (the gradient w.r.t. x
+    is zero there). The Taichi backward returns the exact gradient w.r.t. the table
+    (atomic adds into a fresh buffer) and, when ``x.requires_grad``, the exact
+    gradient w.r.t. ``x`` of the d-linear interpolant (piecewise polynomial: it
+    jumps across cell faces). The torch reference computes the same by autograd.
+"""
+
+# no `from __future__ import annotations`: Taichi reads kernel annotations at runtime
+
+import math
+from typing import Any, Literal, Sequence
+
+import taichi as ti
+import torch
+from torch import nn
+
+from .. import runtime
+from ..bridge import TaichiOp
+
+__all__ = ["HashGridEncoding", "level_resolutions", "hashgrid_reference"]
+
+PRIMES = (1, 2654435761, 805459861)
+
+
+def level_resolutions(n_levels: int, base_resolution: int, max_resolution: int) -> list[int]:
+    """``N_l = floor(N_min * b**l)`` with the growth factor ``b`` of Eq. (3) (computed in float64)."""
+    if n_levels == 1:
+        return [int(base_resolution)]
+    b = math.exp((math.log(max_resolution) - math.log(base_resolution)) / (n_levels - 1))
+    return [int(math.floor(base_resolution * b**l + 1e-9)) for l in range(n_levels)]
+
+
+# ----------------------------------------------------------------------------- Taichi kernels
+
+
+@ti.func
+def _index(c0: ti.i32, c1: ti.i32, c2: ti.i32, r1: ti.i32, dense: ti.i32, mask: ti.u32, D: ti.template()) -> ti.i32:
+    """Table entry of grid vertex (c0, c1, c2): dense (row-major, r1 = N_l + 1 per side) or hashed."""
+    idx = 0
+    if dense != 0:
+        if ti.static(D == 3):
+            idx = c0 + r1 * (c1 + r1 * c2)
+        else:
+            idx = c0 + r1 * c1
+    else:
+        h = ti.cast(c0, ti.u32) ^ (ti.cast(c1, ti.u32) * ti.u32(2654435761))
+        if ti.static(D == 3):
+            h = h ^ (ti.cast(c2, ti.u32) * ti.u32(805459861))
+        idx = ti.cast(h & mask, ti.i32)
+    return idx
+
+
+@ti.kernel
+def _hashgrid_fwd(
+    x: ti.types.ndarray(ndim=2),
+    table: ti.types.ndarray(ndim=1),
+    meta: ti.types.ndarray(ndim=2),
+    log2_t: ti.i32,
+    need_x: ti.i32,
+    D: ti.template(),
+    F: ti.template(),
+    out: ti.types.ndarray(ndim=2),
+):
+    n_points = x.shape[0]
+    n_levels = meta.shape[0]
+    T = 1 << log2_t
+    mask = ti.cast(T - 1, ti.u32)
+    # level-major: one level's (small, dense) table stays in cache while points stream past
+    for l, i in ti.ndrange(n_levels, n_points):
+        res = meta[l, 0]
+        dense = meta[l, 1]
+        scale = float(res)
+        base = l * T
+        cell = ti.Vector([0, 0, 0])
+        frac = ti.Vector([0.0, 0.0, 0.0])
+        for k in ti.static(range(D)):
+            p = ti.min(ti.max(x[i, k], 0.0), 1.0) * scale
+            c = ti.min(ti.cast(ti.floor(p), ti.i32), res - 1)
+            cell[k] = c
+            frac[k] = p - c
+        acc = ti.Vector([0.0] * F)
+        for corner in ti.static(range(1 << D)):
+            w = 1.0
+            cc = ti.Vector([0, 0, 0])
+            for k in ti.static(range(D)):
+                if ti.static(corner & (1 << k)):
+                    w *= frac[k]
+                    cc[k] = cell[k] + 1
+                else:
+                    w *= 1.0 - frac[k]
+                    cc[k] = cell[k]
+            e = (base + _index(cc[0], cc[1], cc[2], res + 1, dense, mask, D)) * F
+            for f in ti.static(range(F)):
+                acc[f] += w * table[e + f]
+        for f in ti.static(range(F)):
+            out[i, l * F + f] = acc[f]
+
+
+@ti.kernel
+def _hashgrid_bwd(
+    x: ti.types.ndarray(ndim=2),
+    table: ti.types.ndarray(ndim=1),
+    meta: ti.types.ndarray(ndim=2),
+    log2_t: ti.i32,
+    grad_out: ti.types.ndarray(ndim=2),
+    need_x: ti.template(),
+    D: ti.template(),
+    F: ti.template(),
+    grad_table: ti.types.ndarray(ndim=1),
+    grad_x: ti.types.ndarray(ndim=2),
+):
+    n_points = x.shape[0]
+    n_levels = meta.shape[0]
+    T = 1 << log2_t
+    mask = ti.cast(T - 1, ti.u32)
+    for l, i in ti.ndrange(n_levels, n_points):
+        res = meta[l, 0]
+        dense = meta[l, 1]
+        scale = float(res)
+        base = l * T
+        cell = ti.Vector([0, 0, 0])
+        frac = ti.Vector([0.0, 0.0, 0.0])
+        inside = ti.Vector([1.0, 1.0, 1.0])
+        for k in ti.static(range(D)):
+            xk = x[i, k]
+            if xk < 0.0 or xk > 1.0:
+                inside[k] = 0.0
+            p = ti.min(ti.max(xk, 0.0), 1.0) * scale
+            c = ti.min(ti.cast(ti.floor(p), ti.i32), res - 1)
+            cell[k] = c
+            frac[k] = p - c
+        g = ti.Vector([0.0] * F)
+        for f in ti.static(range(F)):
+            g[f] = grad_out[i, l * F + f]
+        gpos = ti.Vector([0.0, 0.0, 0.0])
+        for corner in ti.static(range(1 << D)):
+            w = 1.0
+            cc = ti.Vector([0, 0, 0])
+            for k in ti.static(range(D)):
+                if ti.static(corner & (1 << k)):
+                    w *= frac[k]
+                    cc[k] = cell[k] + 1
+                else:
+                    w *= 1.0 - frac[k]
+                    cc[k] = cell[k]
+            e = (base + _index(cc[0], cc[1], cc[2], res + 1, dense, mask, D)) * F
+            for f in ti.static(range(F)):
+                ti.atomic_add(grad_table[e + f], w * g[f])
+            if ti.static(need_x):
+                gv = 0.0
+                for f in ti.static(range(F)):
+                    gv += g[f] * table[e + f]
+                for k in ti.static(range(D)):
+                    dw = 1.0  # d w / d frac_k: product of the other factors, signed
+                    for j in ti.static(range(D)):
+                        if ti.static(j != k):
+                            if ti.static(corner & (1 << j)):
+                                dw *= frac[j]
+                            else:
+                                dw *= 1.0 - frac[j]
+                    if ti.static(corner & (1 << k)):
+                        gpos[k] += gv * dw
+                    else:
+                        gpos[k] -= gv * dw
+        if ti.static(need_x):
+            for k in ti.static(range(D)):
+                ti.atomic_add(grad_x[i, k], gpos[k] * scale * inside[k])
+
+
+def _fwd_outputs(x: torch.Tensor, table: torch.Tensor, meta: torch.Tensor, log2_t: int, need_x: int, D: int, F: int) -> list[torch.Tensor]:
+    return [torch.empty(x.shape[0], meta.shape[0] * F, dtype=table.dtype, device=table.device)]
+
+
+def _backward(saved: Sequence[Any], grads: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
+    """Hand-written backward: fresh zeroed table grad (and x grad when asked for at forward)."""
+    x, table, meta, log2_t, need_x, D, F = saved
+    (grad_out,) = grads
+    if grad_out is None:
+        return [None] * 7
+    grad_table = torch.zeros_like(table)
+    grad_x = torch.zeros_like(x) if need_x else torch.zeros(1, 1, dtype=x.dtype, device=x.device)
+    _hashgrid_bwd(x, table, meta, log2_t, grad_out.to(table.dtype).contiguous(), bool(need_x), D, F, grad_table, grad_x)
+    return [grad_x if need_x else None, grad_table, None, None, None, None, None]
+
+_OP = TaichiOp(_hashgrid_fwd, outputs=_fwd_outputs, backward=_backward, name="hashgrid")
+
+
+# ----------------------------------------------------------------------------- torch reference
+
+
+def hashgrid_reference(x: torch.Tensor, table: torch.Tensor, meta: torch.Tensor, log2_t: int, n_features: int) -> torch.Tensor:
+    """Pure-torch hash grid with the same math as the Taichi kernels.
+
+    Args:
+        x: (N, d) points, d = 2 or 3; clamped to [0, 1].
+        table: (L * T * F,) flat feature table.
+        meta: (L, 2) int32: per level ``(N_l, dense)``.
+        log2_t: log2 of the per-level table size T.
+        n_features: F.
+
+    Returns:
+        (N, L * F) encoded features (differentiable w.r.t. ``table`` and ``x``).
+    """
+    n, d = x.shape
+    L, F, T = meta.shape[0], n_features, 1 << log2_t
+    res = meta[:, 0].to(torch.int64).to(x.device)  # (L,)
+    dense = meta[:, 1].to(torch.bool).to(x.device)  # (L,)
+    p = x.clamp(0.0, 1.0)[:, None, :] * res[None, :, None].to(x.dtype)  # (N, L, d)
+    cell = torch.minimum(torch.floor(p).to(torch.int64), (res - 1)[None, :, None])  # (N, L, d)
+    frac = p - cell.to(x.dtype)
+    r1 = (res + 1)[None, :]  # (1, L)
+    out = torch.zeros(n, L, F, dtype=table.dtype, device=x.device)
+    tab = table.view(L, T, F)
+    lvl = torch.arange(L, device=x.device)[None, :]
+    for corner in range(1 << d):
+        bits = [(corner >> k) & 1 for k in range(d)]
+        c = [cell[..., k] + bits[k] for k in range(d)]  # each (N, L)
+        w = torch.ones_like(frac[..., 0])
+        for k in range(d):
+            w = w * (frac[..., k] if bits[k] else 1.0 - frac[..., k])
+        if d == 3:
+            dense_idx = c[0] + r1 * (c[1] + r1 * c[2])
+            hashed = c[0] ^ (c[1] * PRIMES[1]) ^ (c[2] * PRIMES[2])
+        else:
+            dense_idx = c[0] + r1 * c[1]
+            hashed = c[0] ^ (c[1] * PRIMES[1])
+        idx = torch.where(dense[None, :], dense_idx, hashed & (T - 1))  # (N, L)
+        out = out + w[..., None] * tab[lvl, idx]  # (N, L, F)
+    return out.reshape(n, L * F)
+
+
+# ----------------------------------------------------------------------------- module
+
+
+class HashGridEncoding(nn.Module):
+    """Instant-NGP multiresolution hash encoding: (N, d) in [0,1]^d -> (N, L * F).
+
+    Args:
+        n_input_dims: d, 2 or 3.
+        n_levels: L.
+        n_features: F, features per level.
+        log2_table_size: log2 of T, the entries per level.
+        base_resolution: N_min.
+        max_resolution: N_max.
+        implementation: ``"taichi"`` (Taichi forward and hand-written backward) or
+            ``"torch"`` (the pure-torch reference, same math).
+
+    Attributes:
+        table: the flat ``(L * T * F,)`` parameter.
+        output_dim: ``L * F``.
+        resolutions: the per-level ``N_l``.
+
+    Note:
+        ``x`` outside ``[0,1]^d`` is clamped. Taichi kernels take tensors on
+        :func:`taichifield.runtime.device` (CPU for arch cpu, CUDA for arch cuda).
+
+    Example:
+        >>> enc = HashGridEncoding(n_input_dims=3)
+        >>> feats = enc(torch.rand(1024, 3))   # (1024, 32)
+    """
+
+    def __init__(
+        self,
+        n_input_dims: int = 3,
+        n_levels: int = 16,
+        n_features: int = 2,
+        log2_table_size: int = 19,
+        base_resolution: int = 16,
+        max_resolution: int = 2048,
+        implementation: Literal["taichi", "torch"] = "taichi",
+    ) -> None:
+        super().__init__()
+        if n_input_dims not in (2, 3):
+            raise ValueError(f"HashGridEncoding: n_input_dims must be 2 or 3, not {n_input_dims}")
+        if implementation not in ("taichi", "torch"):
+            raise ValueError(f"HashGridEncoding: implementation must be 'taichi' or 'torch', not {implementation!r}")
+        if not 1 <= log2_table_size <= 30 or n_levels < 1 or n_features < 1 or base_resolution < 1:
+            raise ValueError("HashGridEncoding: need n_levels, n_features, base_resolution >= 1 and 1 <= log2_table_size <= 30")
+        if max_resolution < base_resolution:
+            raise ValueError("HashGridEncoding: max_resolution must be >= base_resolution")
+        self.n_input_dims = n_input_dims
+        self.n_levels = n_levels
+        self.n_features = n_features
+        self.log2_table_size = log2_table_size
+        self.base_resolution = base_resolution
+        self.max_resolution = max_resolution
+        self.implementation = implementation
+        self.output_dim = n_levels * n_features
+        T = 1 << log2_table_size
+        self.resolutions = level_resolutions(n_levels, base_resolution, max_resolution)
+        dense = [int((r + 1) ** n_input_dims <= T) for r in self.resolutions]
+        meta = torch.tensor([[r, dn] for r, dn in zip(self.resolutions, dense)], dtype=torch.int32)
+        self.register_buffer("meta", meta, persistent=False)
+        self.table = nn.Parameter(torch.empty(n_levels * T * n_features).uniform_(-1e-4, 1e-4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Encode ``x`` (N, d) -> (N, L * F), in the table's dtype."""
+        if x.dim() != 2 or x.shape[1] != self.n_input_dims:
+            raise ValueError(f"HashGridEncoding: expected x of shape (N, {self.n_input_dims}), got {tuple(x.shape)}")
+        x = x.to(self.table.dtype)
+        if self.implementation == "torch":
+            return hashgrid_reference(x, self.table, self.meta, self.log2_table_size, self.n_features)
+        runtime.ensure_init()
+        if x.shape[0] == 0:
+            return x.new_zeros(0, self.output_dim) + 0.0 * self.table[:1].sum()
+        need_x = int(x.requires_grad and torch.is_grad_enabled())
+        return _OP(x, self.table, self.meta, self.log2_table_size, need_x, self.n_input_dims, self.n_features)
+
+    def extra_repr(self) -> str:
+        return (
+            f"n_input_dims={self.n_input_dims}, n_levels={self.n_levels}, n_features={self.n_features}, "
+            f"log2_table_size={self.log2_table_size}, resolutions={self.resolutions[0]}..{self.resolutions[-1]}, "
+            f"implementation={self.implementation!r}"
+        )
