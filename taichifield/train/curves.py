@@ -1,0 +1,82 @@
+"""Training curves as a picture: ``RUN/curves.png`` (loss and PSNR against step and seconds).
+
+A :class:`History` collects per-step scalars cheaply (every ``every`` steps) and
+:func:`write_curves` draws them with matplotlib's Agg backend (no display needed),
+atomically. Trainers keep one History and write the picture with each checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..atomic import atomic_path
+
+__all__ = ["History", "write_curves"]
+
+
+@dataclass
+class History:
+    """Scalars per recorded step. ``rows``: dicts with keys step, seconds and any metrics."""
+
+    every: int = 10
+    rows: list[dict[str, float]] = field(default_factory=list)
+    seconds_offset: float = 0.0
+    _t0: float = field(default_factory=time.monotonic)
+
+    def record(self, step: int, stats: dict[str, float], force: bool = False) -> None:
+        if not stats or (not force and step % self.every):
+            return
+        row = {"step": float(step), "seconds": self.seconds_offset + time.monotonic() - self._t0}
+        row.update({k: float(v) for k, v in stats.items() if isinstance(v, (int, float)) and math.isfinite(v)})
+        self.rows.append(row)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Checkpoint-safe (lists of floats) so curves continue across ``--resume``."""
+        keys = sorted({k for r in self.rows for k in r})
+        return {"keys": keys, "values": [[r.get(k, float("nan")) for k in keys] for r in self.rows]}
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        if not state:
+            return
+        keys = state["keys"]
+        self.rows = [{k: v for k, v in zip(keys, vals) if not math.isnan(v)} for vals in state["values"]]
+        if self.rows:
+            self.seconds_offset = self.rows[-1]["seconds"]
+            self._t0 = time.monotonic()
+
+
+def write_curves(history: History, path: str | os.PathLike[str], title: str = "") -> Path | None:
+    """Plot every metric (loss on a log axis) against step and seconds; None if nothing recorded."""
+    rows = history.rows
+    metrics = sorted({k for r in rows for k in r} - {"step", "seconds"})
+    if not rows or not metrics:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(metrics), 2, figsize=(10, 2.6 * len(metrics)), squeeze=False)
+    for i, name in enumerate(metrics):
+        pts = [(r["step"], r["seconds"], r[name]) for r in rows if name in r]
+        for j, (xi, xlabel) in enumerate(((0, "step"), (1, "seconds"))):
+            ax = axes[i][j]
+            ax.plot([p[xi] for p in pts], [p[2] for p in pts], lw=1.2)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(name)
+            if "loss" in name and all(p[2] > 0 for p in pts):
+                ax.set_yscale("log")
+            ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    out = Path(path)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    return out

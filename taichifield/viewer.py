@@ -1,0 +1,246 @@
+"""The Open3D viewer: meshes, point clouds, SDF/NeRF checkpoints and scenes in one window.
+
+Open3D is imported here only, inside functions, so ``import taichifield`` never
+loads it. ``view(paths, screenshot=...)`` either opens an interactive window or
+renders the same view off-screen into a PNG. On a machine without a display,
+a screenshot starts a private Xvfb server when ``Xvfb`` is installed.
+
+What each input shows:
+    mesh (.ply/.obj/.off with faces)   the mesh, smooth-shaded with vertex normals
+    points (.ply without faces, .xyz, .npy, .npz)  the point cloud (normals if present)
+    SDF checkpoint (kind "sdf")        its zero level set, extracted once and cached
+                                       next to the checkpoint (``ckpt.mesh<res>.ply``)
+    NeRF checkpoint (kind "nerf")      occupied cells of its occupancy grid, the scene
+                                       box and the training cameras (when the scene is found)
+    scene folder (transforms*.json)    training cameras as frusta and the scene box
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from .errors import InputError, TaichiFieldError
+
+__all__ = ["view", "load_geometries"]
+
+log = logging.getLogger(__name__)
+
+MESH_EXT = {".ply", ".obj", ".off"}
+POINT_EXT = {".xyz", ".npy", ".npz"}
+_PALETTE = np.array([[0.75, 0.75, 0.78], [0.85, 0.55, 0.35], [0.40, 0.60, 0.85], [0.55, 0.80, 0.45]])
+
+
+def _o3d() -> Any:
+    try:
+        import open3d as o3d
+    except ImportError as exc:  # pragma: no cover - open3d is a hard dependency
+        raise TaichiFieldError(f"the viewer needs open3d ({exc}); pip install open3d") from None
+    o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
+    return o3d
+
+
+def _mesh_geometry(vertices: np.ndarray, faces: np.ndarray, color: np.ndarray) -> Any:
+    o3d = _o3d()
+    mesh = o3d.geometry.TriangleMesh(
+        o3d.utility.Vector3dVector(np.asarray(vertices, np.float64)),
+        o3d.utility.Vector3iVector(np.asarray(faces, np.int32)),
+    )
+    mesh.compute_vertex_normals()
+    mesh.paint_uniform_color(color)
+    return mesh
+
+
+def _points_geometry(points: np.ndarray, normals: np.ndarray | None, color: np.ndarray) -> Any:
+    o3d = _o3d()
+    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(points, np.float64)))
+    if normals is not None:
+        pcd.normals = o3d.utility.Vector3dVector(np.asarray(normals, np.float64))
+        # shade by normal so the shape reads without lighting tricks
+        pcd.colors = o3d.utility.Vector3dVector(0.5 + 0.5 * np.asarray(normals, np.float64))
+    else:
+        pcd.paint_uniform_color(color)
+    return pcd
+
+
+def _box_lines(aabb: np.ndarray) -> Any:
+    o3d = _o3d()
+    box = o3d.geometry.AxisAlignedBoundingBox(np.asarray(aabb[0], np.float64), np.asarray(aabb[1], np.float64))
+    lines = o3d.geometry.LineSet.create_from_axis_aligned_bounding_box(box)
+    lines.paint_uniform_color([0.2, 0.2, 0.2])
+    return lines
+
+
+def _frusta(c2w: np.ndarray, fx: float, fy: float, width: int, height: int, size: float) -> Any:
+    """Camera frusta as one LineSet: apex at the camera centre, an image-plane rectangle at depth ``size``."""
+    o3d = _o3d()
+    hw, hh = 0.5 * width / fx * size, 0.5 * height / fy * size
+    # OpenGL/Blender cameras look down -z with y up
+    local = np.array([[0, 0, 0], [-hw, -hh, -size], [hw, -hh, -size], [hw, hh, -size], [-hw, hh, -size]], np.float64)
+    pts, lines = [], []
+    for i, m in enumerate(np.asarray(c2w, np.float64)):
+        world = local @ m[:3, :3].T + m[:3, 3]
+        pts.append(world)
+        b = 5 * i
+        lines += [[b, b + 1], [b, b + 2], [b, b + 3], [b, b + 4], [b + 1, b + 2], [b + 2, b + 3], [b + 3, b + 4], [b + 4, b + 1]]
+    ls = o3d.geometry.LineSet(o3d.utility.Vector3dVector(np.concatenate(pts)), o3d.utility.Vector2iVector(np.array(lines)))
+    ls.paint_uniform_color([0.9, 0.3, 0.2])
+    return ls
+
+
+def _scene_geometries(path: Path) -> list[Any]:
+    from .data import load_scene
+
+    views = load_scene(path, split="train")
+    aabb = np.asarray(views.aabb, np.float64)
+    size = 0.08 * float(np.linalg.norm(aabb[1] - aabb[0]))
+    return [_box_lines(aabb), _frusta(np.asarray(views.c2w), views.fx, views.fy, views.width, views.height, size)]
+
+
+def _sdf_geometries(path: Path, resolution: int, color: np.ndarray) -> list[Any]:
+    from .geometry.mesh_io import load_mesh, save_mesh
+    from .train.sdf import extract_sdf_mesh
+
+    cache = path.with_name(f"{path.stem}.mesh{resolution}.ply")
+    if cache.exists() and cache.stat().st_mtime >= path.stat().st_mtime:
+        v, f = load_mesh(cache)
+    else:
+        v, f = extract_sdf_mesh(path, resolution=resolution)
+        save_mesh(cache, v, f)
+        log.info("cached the extracted mesh in %s", cache)
+    return [_mesh_geometry(v, f, color)]
+
+
+def _nerf_geometries(path: Path, data: dict[str, Any]) -> list[Any]:
+    from .train.nerf import occupied_cell_centres
+
+    centres, aabb, scene = occupied_cell_centres(data)
+    geoms = [_points_geometry(centres, None, np.array([0.3, 0.5, 0.9])), _box_lines(aabb)]
+    if scene is not None and Path(scene).exists():
+        try:
+            geoms += _scene_geometries(Path(scene))[1:]
+        except TaichiFieldError as exc:
+            log.warning("training cameras not shown: %s", exc)
+    return geoms
+
+
+def load_geometries(paths: Sequence[str | os.PathLike[str]], sdf_resolution: int = 256) -> list[Any]:
+    """Open3D geometries for each input path (see the module docstring)."""
+    geoms: list[Any] = []
+    for i, raw in enumerate(paths):
+        path = Path(raw)
+        color = _PALETTE[i % len(_PALETTE)]
+        if not path.exists():
+            raise InputError(f"{path}: no such file or directory")
+        if path.is_dir():
+            geoms += _scene_geometries(path)
+        elif path.suffix.lower() == ".pt":
+            from .train.checkpoint import load_checkpoint
+
+            data = load_checkpoint(path)
+            if data["kind"] == "sdf":
+                geoms += _sdf_geometries(path, sdf_resolution, color)
+            elif data["kind"] == "nerf":
+                geoms += _nerf_geometries(path, data)
+            else:
+                raise InputError(f"{path}: a {data['kind']!r} checkpoint has no 3D content to view")
+        elif path.suffix.lower() in MESH_EXT | POINT_EXT:
+            from .data.points import load_point_cloud_or_mesh
+
+            pts, normals, faces = load_point_cloud_or_mesh(path)
+            if faces is not None and len(faces):
+                geoms.append(_mesh_geometry(pts, faces, color))
+            else:
+                geoms.append(_points_geometry(pts, normals, color))
+        else:
+            raise InputError(f"{path}: unsupported file type {path.suffix!r} (mesh .ply/.obj/.off, points .xyz/.npy/.npz, checkpoint .pt, or a scene folder)")
+    return geoms
+
+
+@contextlib.contextmanager
+def _display(need: bool) -> Iterator[None]:
+    """Make sure there is an X display: the user's, or a private Xvfb for off-screen pictures."""
+    if os.environ.get("DISPLAY") or not need:
+        yield
+        return
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        raise TaichiFieldError("no display and no Xvfb: apt-get install xvfb, or run under xvfb-run -a")
+    r, w = os.pipe()
+    proc = subprocess.Popen(
+        [xvfb, "-displayfd", str(w), "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
+        pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    os.close(w)
+    with os.fdopen(r) as fh:
+        number = fh.readline().strip()
+    if not number:
+        proc.kill()
+        raise TaichiFieldError("could not start Xvfb for the off-screen screenshot")
+    os.environ["DISPLAY"] = f":{number}"
+    try:
+        yield
+    finally:
+        os.environ.pop("DISPLAY", None)
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def view(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    screenshot: str | os.PathLike[str] | None = None,
+    width: int = 1024,
+    height: int = 768,
+    sdf_resolution: int = 256,
+    background: Sequence[float] = (1.0, 1.0, 1.0),
+) -> Path | None:
+    """Show ``paths`` together; with ``screenshot``, render off-screen to that PNG and return its path.
+
+    Raises:
+        InputError: a path is missing or of an unsupported kind.
+        TaichiFieldError: no display for an interactive window.
+    """
+    if screenshot is None and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise TaichiFieldError(
+            "no display to open a window on: add --screenshot OUT.png to render a picture instead "
+            "(it works headless), or run on a desktop / with X forwarding"
+        )
+    geoms = load_geometries(paths, sdf_resolution=sdf_resolution)
+    with _display(need=screenshot is not None):
+        o3d = _o3d()
+        vis = o3d.visualization.Visualizer()
+        if not vis.create_window(window_name="taichifield", width=width, height=height, visible=screenshot is None):
+            raise TaichiFieldError("Open3D could not create a window (is the display usable? try --screenshot)")
+        try:
+            for g in geoms:
+                vis.add_geometry(g)
+            opt = vis.get_render_option()
+            opt.background_color = np.asarray(background, np.float64)
+            opt.mesh_show_back_face = True
+            opt.point_size = 3.0
+            ctr = vis.get_view_control()
+            ctr.rotate(200.0, -150.0)  # a three-quarter view reads shapes better than head-on
+            if screenshot is None:
+                vis.run()
+                return None
+            vis.poll_events()
+            vis.update_renderer()
+            image = np.asarray(vis.capture_screen_float_buffer(do_render=True))
+        finally:
+            vis.destroy_window()
+    import imageio.v3 as iio
+
+    from .atomic import atomic_path
+
+    out = Path(screenshot)
+    with atomic_path(out) as tmp:
+        iio.imwrite(tmp, (np.clip(image, 0, 1) * 255).astype(np.uint8))
+    return out
