@@ -36,7 +36,7 @@ from torch import nn
 from .. import runtime
 from ..bridge import TaichiOp
 
-__all__ = ["HashGridEncoding", "level_resolutions", "hashgrid_reference"]
+__all__ = ["HashGridEncoding", "level_resolutions", "level_meta", "hashgrid_encode", "hashgrid_reference"]
 
 PRIMES = (1, 2654435761, 805459861)
 
@@ -204,6 +204,23 @@ def _backward(saved: Sequence[Any], grads: Sequence[torch.Tensor | None]) -> lis
 _OP = TaichiOp(_hashgrid_fwd, outputs=_fwd_outputs, backward=_backward, name="hashgrid")
 
 
+def hashgrid_encode(x: torch.Tensor, table: torch.Tensor, meta: torch.Tensor, log2_t: int, n_features: int) -> torch.Tensor:
+    """Functional Taichi hash grid: same arguments and result as :func:`hashgrid_reference`.
+
+    Differentiable w.r.t. ``table`` always and w.r.t. ``x`` when ``x.requires_grad``.
+    Tensors must be on :func:`taichifield.runtime.device`.
+    """
+    runtime.ensure_init()
+    need_x = int(x.requires_grad and torch.is_grad_enabled())
+    return _OP(x, table, meta, log2_t, need_x, x.shape[1], n_features)
+
+
+def level_meta(resolutions: Sequence[int], n_input_dims: int, log2_t: int) -> torch.Tensor:
+    """(L, 2) int32 per-level ``(N_l, dense)``; dense when ``(N_l + 1)**d <= T``."""
+    T = 1 << log2_t
+    return torch.tensor([[r, int((r + 1) ** n_input_dims <= T)] for r in resolutions], dtype=torch.int32)
+
+
 # ----------------------------------------------------------------------------- torch reference
 
 
@@ -307,9 +324,7 @@ class HashGridEncoding(nn.Module):
         self.output_dim = n_levels * n_features
         T = 1 << log2_table_size
         self.resolutions = level_resolutions(n_levels, base_resolution, max_resolution)
-        dense = [int((r + 1) ** n_input_dims <= T) for r in self.resolutions]
-        meta = torch.tensor([[r, dn] for r, dn in zip(self.resolutions, dense)], dtype=torch.int32)
-        self.register_buffer("meta", meta, persistent=False)
+        self.register_buffer("meta", level_meta(self.resolutions, n_input_dims, log2_table_size), persistent=False)
         self.table = nn.Parameter(torch.empty(n_levels * T * n_features).uniform_(-1e-4, 1e-4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -319,11 +334,9 @@ class HashGridEncoding(nn.Module):
         x = x.to(self.table.dtype)
         if self.implementation == "torch":
             return hashgrid_reference(x, self.table, self.meta, self.log2_table_size, self.n_features)
-        runtime.ensure_init()
         if x.shape[0] == 0:
             return x.new_zeros(0, self.output_dim) + 0.0 * self.table[:1].sum()
-        need_x = int(x.requires_grad and torch.is_grad_enabled())
-        return _OP(x, self.table, self.meta, self.log2_table_size, need_x, self.n_input_dims, self.n_features)
+        return hashgrid_encode(x, self.table, self.meta, self.log2_table_size, self.n_features)
 
     def extra_repr(self) -> str:
         return (

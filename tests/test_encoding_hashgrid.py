@@ -1,0 +1,130 @@
+"""HashGridEncoding: hand-computed indices, Taichi kernel vs torch reference, float64 gradcheck."""
+
+# no `from __future__ import annotations`: this file uses Taichi-backed ops
+
+import math
+
+import pytest
+import torch
+
+from taichifield.encoding import HashGridEncoding
+from taichifield.encoding.hashgrid import hashgrid_encode, hashgrid_reference, level_meta, level_resolutions
+
+
+def _vertex_table(L: int, log2_t: int, F: int, dtype=torch.float32) -> torch.Tensor:
+    """Table whose feature f of entry e at level l is e + 1000 * l + 0.5 * f (so lookups reveal the index)."""
+    T = 1 << log2_t
+    e = torch.arange(T, dtype=dtype)
+    t = torch.stack([e[None, :] + 1000.0 * torch.arange(L, dtype=dtype)[:, None] + 0.5 * f for f in range(F)], dim=-1)
+    return t.reshape(-1).contiguous()
+
+
+def test_level_resolutions_follow_eq3():
+    res = level_resolutions(16, 16, 2048)
+    assert res[0] == 16 and res[-1] == 2048
+    b = math.exp((math.log(2048) - math.log(16)) / 15)
+    assert res == [int(math.floor(16 * b**l + 1e-9)) for l in range(16)]
+    assert all(a < c for a, c in zip(res, res[1:]))
+
+
+@pytest.mark.parametrize("impl", ["taichi", "torch"])
+def test_dense_index_at_a_vertex(impl):
+    # d=2, N_l=4, T=64: (4+1)^2=25 <= 64 -> dense; vertex (1,2) of x=(0.25,0.5) is entry 1 + 5*2 = 11
+    meta = level_meta([4], 2, 6)
+    assert meta.tolist() == [[4, 1]]
+    table = _vertex_table(1, 6, 2)
+    x = torch.tensor([[0.25, 0.5]])
+    fn = hashgrid_encode if impl == "taichi" else hashgrid_reference
+    out = fn(x, table, meta, 6, 2)
+    torch.testing.assert_close(out, torch.tensor([[11.0, 11.5]]))
+
+
+@pytest.mark.parametrize("impl", ["taichi", "torch"])
+def test_hashed_index_at_a_vertex(impl):
+    # d=3, N_l=4, T=16: 125 > 16 -> hashed; vertex (1,2,3): (1 ^ 2*2654435761 ^ 3*805459861) mod 2^32 mod 16
+    meta = level_meta([4], 3, 4)
+    assert meta.tolist() == [[4, 0]]
+    expected = ((1 ^ (2 * 2654435761) ^ (3 * 805459861)) & 0xFFFFFFFF) % 16
+    table = _vertex_table(1, 4, 1)
+    x = torch.tensor([[0.25, 0.5, 0.75]])
+    fn = hashgrid_encode if impl == "taichi" else hashgrid_reference
+    out = fn(x, table, meta, 4, 1)
+    torch.testing.assert_close(out, torch.tensor([[float(expected)]]))
+
+
+def test_bilinear_interpolation_midpoint():
+    # d=2, N_l=1, dense 2x2 vertices: entries 0,1 (y=0), 2,3 (y=1); centre = mean = 1.5
+    meta = level_meta([1], 2, 4)
+    table = _vertex_table(1, 4, 1)
+    out = hashgrid_encode(torch.tensor([[0.5, 0.5], [0.25, 0.0]]), table, meta, 4, 1)
+    torch.testing.assert_close(out, torch.tensor([[1.5], [0.25]]))
+
+
+@pytest.mark.parametrize("d", [2, 3])
+@pytest.mark.parametrize("log2_t", [8, 14])
+def test_kernel_matches_reference(d, log2_t):
+    torch.manual_seed(d * 100 + log2_t)
+    enc = HashGridEncoding(d, n_levels=8, n_features=2, log2_table_size=log2_t, base_resolution=4, max_resolution=256)
+    ref = HashGridEncoding(d, n_levels=8, n_features=2, log2_table_size=log2_t, base_resolution=4, max_resolution=256,
+                           implementation="torch")
+    assert bool(enc.meta[:, 1].any()) and not bool(enc.meta[:, 1].all())  # both dense and hashed levels
+    with torch.no_grad():
+        enc.table.uniform_(-1, 1)
+    ref.load_state_dict(enc.state_dict())
+    x = torch.rand(3000, d) * 1.2 - 0.1  # some points outside [0,1]: clamped
+    x[0] = 1.0
+    x[1] = 0.0
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    a, b = enc(xa), ref(xb)
+    assert a.shape == (3000, enc.output_dim) == (3000, 16)
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    g = torch.randn_like(a)
+    (a * g).sum().backward()
+    (b * g).sum().backward()
+    torch.testing.assert_close(enc.table.grad, ref.table.grad, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(xa.grad, xb.grad, atol=1e-2, rtol=1e-4)
+    outside = ((x < 0) | (x > 1))
+    assert torch.all(xa.grad[outside] == 0)
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_gradcheck_float64(f64, d):
+    torch.manual_seed(d)
+    meta = level_meta([2, 3, 5], d, 5)  # T=32: level 0 dense ((2+1)^d <= 32), the others hashed for d=3
+    table = torch.empty(3 * 32 * 2, dtype=torch.float64).uniform_(-1, 1).requires_grad_(True)
+    x = (torch.rand(12, d, dtype=torch.float64) * 0.9 + 0.05).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x, t: hashgrid_encode(x, t, meta, 5, 2), (x, table))
+    ref = hashgrid_reference(x, table, meta, 5, 2)
+    torch.testing.assert_close(hashgrid_encode(x, table, meta, 5, 2), ref)
+
+
+def test_table_grad_not_doubled_and_accumulates():
+    enc = HashGridEncoding(3, n_levels=4, log2_table_size=10, base_resolution=4, max_resolution=32)
+    ref = HashGridEncoding(3, n_levels=4, log2_table_size=10, base_resolution=4, max_resolution=32, implementation="torch")
+    ref.load_state_dict(enc.state_dict())
+    x = torch.rand(500, 3)
+    for _ in range(2):
+        enc(x).square().sum().backward()
+        ref(x).square().sum().backward()
+    torch.testing.assert_close(enc.table.grad, ref.table.grad, atol=1e-7, rtol=1e-4)
+    assert enc.table.grad.abs().sum() > 0
+
+
+def test_x_grad_is_none_without_requires_grad():
+    enc = HashGridEncoding(2, n_levels=2, log2_table_size=8, base_resolution=2, max_resolution=8)
+    x = torch.rand(10, 2)
+    enc(x).sum().backward()
+    assert x.grad is None and enc.table.grad is not None
+
+
+def test_module_contract():
+    enc = HashGridEncoding()
+    assert enc.output_dim == 32
+    assert enc.table.shape == (16 * (1 << 19) * 2,)
+    assert enc.table.abs().max() <= 1e-4
+    assert enc.resolutions[0] == 16 and enc.resolutions[-1] == 2048
+    with pytest.raises(ValueError, match="shape"):
+        enc(torch.rand(4, 2))
+    with pytest.raises(ValueError, match="n_input_dims"):
+        HashGridEncoding(n_input_dims=4)
+    assert enc(torch.rand(0, 3)).shape == (0, 32)
