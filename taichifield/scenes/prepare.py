@@ -1,0 +1,263 @@
+"""Turn a procedural scene description (``scene.json``) into a Blender-format dataset, once.
+
+A scene folder such as the shipped ``scenes/lego`` holds only ``scene.json``. On first
+use (:func:`prepare_scene`, called by ``train``/``eval``/``render``) its views are
+rendered with the project's Taichi sphere tracer on the analytic SDF and written as
+``transforms_{split}.json`` + ``{split}/r_{i}.png`` (RGBA, transparent background),
+exactly like NeRF-synthetic. Each transforms file carries a ``taichifield_scene``
+stamp of the settings it was rendered with; a changed ``scene.json`` (say a new
+resolution) re-renders that split. The files are git-ignored caches.
+
+``scene.json`` keys (all optional except ``generator``)::
+
+    {"generator": "lego",            # the procedural scene to render
+     "resolution": 400,              # square image width = height, pixels
+     "supersample": 2,               # s x s rays per pixel (antialiasing)
+     "splits": {"train": 100, "val": 100, "test": 200},
+     "camera_radius": 4.0, "camera_angle_x": 0.6911112070083618, "seed": 0,
+     "gt_mesh_resolution": 256}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+
+from ..atomic import atomic_path
+from ..errors import InputError
+from . import lego
+
+__all__ = ["SceneSpec", "read_scene_spec", "prepare_scene", "render_lego_view", "lego_gt_mesh", "is_procedural"]
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int, str], None]
+"""``progress(done, total, message)``: views rendered so far out of the views to render."""
+
+SPLITS = ("train", "val", "test")
+RENDER_VERSION = 1  # bump when the renderer's output changes, to invalidate caches
+
+DEFAULTS: dict[str, Any] = {
+    "generator": "lego",
+    "resolution": 400,
+    "supersample": 2,
+    "splits": {"train": 100, "val": 100, "test": 200},
+    "camera_radius": 4.0,
+    "camera_angle_x": 0.6911112070083618,
+    "seed": 0,
+    "gt_mesh_resolution": 256,
+}
+
+SceneSpec = dict
+
+
+def is_procedural(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is a folder with a ``scene.json`` (a scene to render on first use)."""
+    return (Path(path) / "scene.json").is_file()
+
+
+def read_scene_spec(path: str | os.PathLike[str]) -> SceneSpec:
+    """``scene.json`` of a scene folder merged over :data:`DEFAULTS`.
+
+    Raises:
+        InputError: missing or malformed scene.json, unknown generator, bad values.
+    """
+    f = Path(path) / "scene.json"
+    try:
+        raw = json.loads(f.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{f}: no such scene description") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{f}: not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{f}: expected a JSON object")
+    spec = {**DEFAULTS, **raw}
+    spec["splits"] = {**DEFAULTS["splits"], **(raw.get("splits") or {})}
+    if spec["generator"] != "lego":
+        raise InputError(f"{f}: unknown scene generator {spec['generator']!r} (known: lego)")
+    for key in ("resolution", "supersample"):
+        if not isinstance(spec[key], int) or spec[key] < 1:
+            raise InputError(f"{f}: {key!r} must be a positive integer, not {spec[key]!r}")
+    for split, n in spec["splits"].items():
+        if split not in SPLITS or not isinstance(n, int) or n < 1:
+            raise InputError(f"{f}: splits must map train/val/test to positive view counts, got {split!r}: {n!r}")
+    return spec
+
+
+def _stamp(spec: SceneSpec, split: str) -> dict[str, Any]:
+    keys = ("generator", "resolution", "supersample", "camera_radius", "camera_angle_x", "seed")
+    return {"version": RENDER_VERSION, "n": spec["splits"][split], **{k: spec[k] for k in keys}}
+
+
+def _split_is_current(folder: Path, spec: SceneSpec, split: str) -> bool:
+    f = folder / f"transforms_{split}.json"
+    try:
+        meta = json.loads(f.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
+    if meta.get("taichifield_scene") != _stamp(spec, split):
+        return False
+    return all((folder / f"{fr['file_path']}.png").is_file() for fr in meta.get("frames", []))
+
+
+def render_lego_view(c2w: torch.Tensor, resolution: int, camera_angle_x: float, supersample: int = 1) -> torch.Tensor:
+    """Render one view of the LEGO scene: (H, W, 4) float32 straight-alpha RGBA in [0, 1].
+
+    Rays follow :class:`taichifield.data.views.Views` (pixel centres at +0.5, OpenGL
+    camera). Each pixel averages ``supersample^2`` rays on a regular sub-grid; rays
+    are clipped to :data:`lego.SCENE_BOUNDS` and sphere traced on the Taichi SDF;
+    hits are shaded by :func:`lego.shade`, misses are transparent.
+
+    Args:
+        c2w: (4, 4) camera-to-world.
+        resolution: image width = height.
+        camera_angle_x: horizontal field of view, radians.
+        supersample: rays per pixel along each axis.
+    """
+    from ..render.sphere_trace import sphere_trace, sphere_trace_normals
+    from .lego_kernel import lego_sdf_taichi
+
+    W = H = resolution
+    s = supersample
+    focal = 0.5 * W / math.tan(0.5 * camera_angle_x)
+    sub = (torch.arange(s, dtype=torch.float32) + 0.5) / s
+    xs = (torch.arange(W, dtype=torch.float32)[:, None] + sub[None, :]).reshape(-1)  # (W s)
+    ys = (torch.arange(H, dtype=torch.float32)[:, None] + sub[None, :]).reshape(-1)  # (H s)
+    py, px = torch.meshgrid(ys, xs, indexing="ij")  # (H s, W s)
+    dirs_cam = torch.stack([(px - 0.5 * W) / focal, -(py - 0.5 * H) / focal, -torch.ones_like(px)], dim=-1)
+    c2w = c2w.to(torch.float32)
+    dirs = dirs_cam.reshape(-1, 3) @ c2w[:3, :3].T
+    dirs = dirs / dirs.norm(dim=-1, keepdim=True)
+    origin = c2w[:3, 3]
+    # clip to the scene box (slab test); only rays through the box are traced
+    lo = torch.tensor(lego.SCENE_BOUNDS[0]) - 0.01
+    hi = torch.tensor(lego.SCENE_BOUNDS[1]) + 0.01
+    inv = 1.0 / torch.where(dirs.abs() < 1e-9, torch.full_like(dirs, 1e-9), dirs)
+    t0, t1 = (lo - origin) * inv, (hi - origin) * inv
+    t_in = torch.minimum(t0, t1).max(dim=-1).values.clamp(min=0)
+    t_out = torch.maximum(t0, t1).min(dim=-1).values
+    through = t_out > t_in
+    rgba = torch.zeros(dirs.shape[0], 4)
+    if bool(through.any()):
+        d = dirs[through]
+        o = origin + t_in[through, None] * d
+        far = float((t_out - t_in)[through].max()) + 1e-3
+        t, hit = sphere_trace(lego_sdf_taichi, o, d, 0.0, far, max_steps=160, eps=2e-4, batch_size=2**18)
+        hit = hit & (t <= (t_out - t_in)[through] + 1e-3)
+        pts = o[hit] + t[hit, None] * d[hit]
+        if pts.shape[0]:
+            normals = sphere_trace_normals(lego_sdf_taichi, pts, eps=5e-4, batch_size=2**18)
+            _, brick = lego_sdf_taichi(pts, return_brick=True)
+            colors = torch.tensor([b.color for b in lego.BRICKS], dtype=torch.float32)[brick.long()]
+            shaded = lego.shade(colors, normals, d[hit])
+            idx = through.nonzero().squeeze(1)[hit]
+            rgba[idx, :3] = shaded
+            rgba[idx, 3] = 1.0
+    # box-filter the sub-samples (premultiplied), then back to straight alpha
+    rgba = rgba.reshape(H, s, W, s, 4).mean(dim=(1, 3))
+    a = rgba[..., 3:4]
+    rgb = torch.where(a > 0, rgba[..., :3] / a.clamp(min=1e-8), torch.zeros_like(rgba[..., :3]))
+    return torch.cat([rgb.clamp(0, 1), a], dim=-1)
+
+
+def _write_png(path: Path, rgba: torch.Tensor) -> None:
+    import imageio.v3 as iio
+
+    img = (rgba.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).numpy()
+    with atomic_path(path) as tmp:
+        iio.imwrite(tmp, img)
+
+
+def _render_split(folder: Path, spec: SceneSpec, split: str, on_view: Callable[[], None]) -> None:
+    n = spec["splits"][split]
+    poses = lego.camera_rig(split, n, radius=float(spec["camera_radius"]), seed=int(spec["seed"]))
+    frames = []
+    for i in range(n):
+        rgba = render_lego_view(poses[i], spec["resolution"], float(spec["camera_angle_x"]), spec["supersample"])
+        _write_png(folder / split / f"r_{i}.png", rgba)
+        frames.append({"file_path": f"./{split}/r_{i}", "rotation": 0.0,
+                       "transform_matrix": [[float(v) for v in row] for row in poses[i]]})
+        on_view()
+    meta = {"camera_angle_x": float(spec["camera_angle_x"]), "frames": frames,
+            "taichifield_scene": _stamp(spec, split)}
+    with atomic_path(folder / f"transforms_{split}.json") as tmp:
+        tmp.write_text(json.dumps(meta, indent=1))
+
+
+def prepare_scene(
+    path: str | os.PathLike[str],
+    splits: Iterable[str] | None = None,
+    *,
+    resolution: int | None = None,
+    progress: ProgressFn | None = None,
+) -> Path:
+    """Make sure a scene folder holds rendered Blender-format views; returns the folder.
+
+    Folders without ``scene.json`` (real datasets) are returned untouched. For a
+    procedural scene, each requested split whose cached views are missing or stale is
+    rendered (a transforms file is written only after all its images, so an
+    interrupted render is redone next time).
+
+    Args:
+        path: the scene folder.
+        splits: splits to prepare (default: all three).
+        resolution: override ``scene.json``'s resolution (e.g. tiny scenes in tests);
+            the override is written back into ``scene.json`` so loaders agree.
+        progress: ``progress(done, total, message)`` after each view.
+    """
+    folder = Path(path)
+    if not is_procedural(folder):
+        return folder
+    spec = read_scene_spec(folder)
+    if resolution is not None and resolution != spec["resolution"]:
+        raw = json.loads((folder / "scene.json").read_text())
+        raw["resolution"] = int(resolution)
+        with atomic_path(folder / "scene.json") as tmp:
+            tmp.write_text(json.dumps(raw, indent=2) + "\n")
+        spec = read_scene_spec(folder)
+    todo = [s for s in (splits or SPLITS) if not _split_is_current(folder, spec, s)]
+    total = sum(spec["splits"][s] for s in todo)
+    done = 0
+    for split in todo:
+        log.info("rendering %d %s views of %s at %dx%d", spec["splits"][split], split, folder, spec["resolution"], spec["resolution"])
+
+        def on_view(split: str = split) -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(done, total, f"rendering {split} views")
+
+        _render_split(folder, spec, split, on_view)
+    return folder
+
+
+def lego_gt_mesh(path: str | os.PathLike[str], resolution: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ground-truth mesh of a procedural LEGO scene: marching cubes on the analytic SDF, cached.
+
+    Written to ``<scene>/cache/gt_mesh_<res>.ply`` on first use.
+
+    Returns:
+        (verts (V, 3) float32 world coordinates, faces (F, 3) int64).
+    """
+    from ..geometry.extract import extract_mesh
+    from ..geometry.mesh_io import load_mesh, save_mesh
+    from .lego_kernel import lego_sdf_taichi
+
+    folder = Path(path)
+    spec = read_scene_spec(folder)
+    res = int(resolution or spec["gt_mesh_resolution"])
+    out = folder / "cache" / f"gt_mesh_{res}.ply"
+    if out.is_file():
+        v, f = load_mesh(out)
+        return torch.as_tensor(v, dtype=torch.float32), torch.as_tensor(f, dtype=torch.int64)
+    lo, hi = lego.SCENE_BOUNDS
+    bbox = torch.tensor([[a - 0.05 for a in lo], [b + 0.05 for b in hi]])
+    v, f = extract_mesh(lego_sdf_taichi, res, bbox, level=0.0)
+    save_mesh(out, v, f)
+    return torch.as_tensor(v, dtype=torch.float32), torch.as_tensor(f, dtype=torch.int64)
