@@ -19,6 +19,11 @@ def _brick_centre(b: lego.Brick) -> list[float]:
     return [(a + c) / 2 for a, c in zip(lo, hi)]
 
 
+def _stud_xy(b: lego.Brick) -> list[float]:
+    lo, _ = b.box()
+    return [lo[0] + 0.5 * lego.PITCH, lo[1] + 0.5 * lego.PITCH]
+
+
 def test_sdf_signs_and_studs() -> None:
     red = lego.BRICKS[1]
     lo, hi = red.box()
@@ -26,7 +31,7 @@ def test_sdf_signs_and_studs() -> None:
     stud_y = lo[1] + 0.5 * lego.PITCH
     p = torch.tensor([
         _brick_centre(red),                                   # inside a brick
-        [0.0, 0.0, 3.0],                                      # far above
+        [*_stud_xy(lego.BRICKS[-1]), 3.0],                    # far above the highest stud
         [stud_x, stud_y, hi[2] + 0.5 * lego.STUD_HEIGHT],     # inside a stud
         [stud_x + 0.5 * lego.PITCH, stud_y + 0.5 * lego.PITCH, hi[2] + 0.5 * lego.STUD_HEIGHT],  # between studs
         [stud_x, stud_y, hi[2] + 2 * lego.STUD_HEIGHT],       # above a stud
@@ -34,7 +39,7 @@ def test_sdf_signs_and_studs() -> None:
     d = lego.lego_sdf(p)
     assert d[0] < -0.05 and d[2] < 0
     top = lego.BRICKS[-1].box()[1][2] + lego.STUD_HEIGHT  # the highest stud
-    assert 3.0 - top - 0.2 < d[1] <= 3.0 - top + 1e-5
+    assert d[1] == pytest.approx(3.0 - top, abs=1e-4)
     assert d[3] > 0.01 and d[4] == pytest.approx(lego.STUD_HEIGHT, abs=1e-4)
     # every brick's centre is inside and has that brick's colour
     centres = torch.tensor([_brick_centre(b) for b in lego.BRICKS])
