@@ -50,6 +50,20 @@ TRANSMITTANCE_THRESHOLD = 1e-4
 """Early ray termination: samples whose transmittance is below this get weight 0."""
 
 
+@ti.kernel
+def _pack_info(ray_indices: ti.types.ndarray(), offsets: ti.types.ndarray(), ends: ti.types.ndarray()):
+    """Each ray's first sample and one past its last from sorted ray indices (empty rays: 0, 0)."""
+    S = ray_indices.shape[0]
+    for i in range(S):
+        r = ray_indices[i]
+        prev = ray_indices[ti.max(i - 1, 0)]  # clamped: Taichi's `or` does not short-circuit
+        nxt = ray_indices[ti.min(i + 1, S - 1)]
+        if i == 0 or prev != r:
+            offsets[r] = i
+        if i == S - 1 or nxt != r:
+            ends[r] = i + 1
+
+
 def pack_info(ray_indices: torch.Tensor, n_rays: int) -> tuple[torch.Tensor, torch.Tensor]:
     """First sample and sample count of every ray.
 
@@ -60,9 +74,11 @@ def pack_info(ray_indices: torch.Tensor, n_rays: int) -> tuple[torch.Tensor, tor
     Returns:
         offsets (n_rays,) int32: index of each ray's first sample; counts (n_rays,) int32.
     """
-    counts = torch.bincount(ray_indices.long(), minlength=n_rays)[:n_rays]
-    offsets = torch.cumsum(counts, 0) - counts
-    return offsets.to(torch.int32).contiguous(), counts.to(torch.int32).contiguous()
+    offsets = torch.zeros(n_rays, dtype=torch.int32, device=ray_indices.device)
+    ends = torch.zeros(n_rays, dtype=torch.int32, device=ray_indices.device)
+    if ray_indices.numel() > 0 and n_rays > 0:
+        _pack_info(ray_indices.to(torch.int32).contiguous(), offsets, ends)
+    return offsets, (ends - offsets).contiguous()
 
 
 @ti.kernel
@@ -72,22 +88,21 @@ def _forward(sigmas: ti.types.ndarray(), rgbs: ti.types.ndarray(), t_starts: ti.
              out_opacity: ti.types.ndarray()):
     for r in range(offsets.shape[0]):
         start = offsets[r]
-        tau_sum = 0.0
+        T = 1.0
         cr, cg, cb, d, o = 0.0, 0.0, 0.0, 0.0, 0.0
         for k in range(counts[r]):
             i = start + k
-            T = ti.exp(-tau_sum)
             if T < thresh:
                 break
             delta = t_ends[i] - t_starts[i]
-            tau = sigmas[i] * delta
-            w = T * (1.0 - ti.exp(-tau))
+            T_next = T * ti.exp(-sigmas[i] * delta)
+            w = T - T_next
             cr += w * rgbs[i, 0]
             cg += w * rgbs[i, 1]
             cb += w * rgbs[i, 2]
             d += w * 0.5 * (t_starts[i] + t_ends[i])
             o += w
-            tau_sum += tau
+            T = T_next
         out_rgb[r, 0] = cr
         out_rgb[r, 1] = cg
         out_rgb[r, 2] = cb
@@ -104,30 +119,29 @@ def _backward(sigmas: ti.types.ndarray(), rgbs: ti.types.ndarray(), t_starts: ti
         start = offsets[r]
         gr, gg, gb, gd, go = g_rgb[r, 0], g_rgb[r, 1], g_rgb[r, 2], g_depth[r], g_opacity[r]
         # pass 1: total = sum_j w_j g_j over the samples the forward used
-        tau_sum = 0.0
+        T = 1.0
         total = 0.0
         for k in range(counts[r]):
             i = start + k
-            T = ti.exp(-tau_sum)
             if T < thresh:
                 break
-            delta = t_ends[i] - t_starts[i]
-            tau = sigmas[i] * delta
-            w = T * (1.0 - ti.exp(-tau))
+            T_next = T * ti.exp(-sigmas[i] * (t_ends[i] - t_starts[i]))
             g = gr * rgbs[i, 0] + gg * rgbs[i, 1] + gb * rgbs[i, 2] + gd * 0.5 * (t_starts[i] + t_ends[i]) + go
-            total += w * g
-            tau_sum += tau
+            total += (T - T_next) * g
+            T = T_next
         # pass 2: dL/dtau_i = T_{i+1} g_i - (total - prefix_i)
-        tau_sum = 0.0
+        T = 1.0
         prefix = 0.0
         for k in range(counts[r]):
             i = start + k
-            T = ti.exp(-tau_sum)
-            if T < thresh:
-                break
+            if T < thresh:  # terminated: no gradient (the buffers are not pre-zeroed)
+                g_sigmas[i] = 0.0
+                g_rgbs[i, 0] = 0.0
+                g_rgbs[i, 1] = 0.0
+                g_rgbs[i, 2] = 0.0
+                continue
             delta = t_ends[i] - t_starts[i]
-            tau = sigmas[i] * delta
-            T_next = T * ti.exp(-tau)
+            T_next = T * ti.exp(-sigmas[i] * delta)
             w = T - T_next
             g = gr * rgbs[i, 0] + gg * rgbs[i, 1] + gb * rgbs[i, 2] + gd * 0.5 * (t_starts[i] + t_ends[i]) + go
             prefix += w * g
@@ -135,7 +149,7 @@ def _backward(sigmas: ti.types.ndarray(), rgbs: ti.types.ndarray(), t_starts: ti
             g_rgbs[i, 0] = w * gr
             g_rgbs[i, 1] = w * gg
             g_rgbs[i, 2] = w * gb
-            tau_sum += tau
+            T = T_next
 
 
 def _outputs(sigmas, rgbs, t_starts, t_ends, offsets, counts, thresh):
@@ -150,8 +164,8 @@ def _backward_fn(saved, grads):
     g_rgb = torch.zeros((n, 3), dtype=sigmas.dtype, device=sigmas.device) if g_rgb is None else g_rgb
     g_depth = torch.zeros((n,), dtype=sigmas.dtype, device=sigmas.device) if g_depth is None else g_depth
     g_opacity = torch.zeros((n,), dtype=sigmas.dtype, device=sigmas.device) if g_opacity is None else g_opacity
-    g_sigmas = torch.zeros_like(sigmas)
-    g_rgbs = torch.zeros_like(rgbs)
+    g_sigmas = torch.empty_like(sigmas)  # every entry is written by the kernel
+    g_rgbs = torch.empty_like(rgbs)
     _backward(sigmas, rgbs, t_starts, t_ends, offsets, counts, thresh,
               g_rgb.to(sigmas.dtype).contiguous(), g_depth.to(sigmas.dtype).contiguous(),
               g_opacity.to(sigmas.dtype).contiguous(), g_sigmas, g_rgbs)
