@@ -54,3 +54,18 @@ def test_all_rays_miss():
     out = render_rays(o, d, lambda *a: (_ for _ in ()).throw(AssertionError("not called")), grid=grid,
                       near=0.0, far=10.0, background=torch.tensor([0.2, 0.3, 0.4]))
     assert out["n_samples"] == 0 and torch.allclose(out["rgb"], torch.tensor([[0.2, 0.3, 0.4]]))
+
+
+def test_sigma_fn_culls_hidden_samples_without_changing_the_image():
+    o, d = _rays(32, seed=2)
+    scale = torch.tensor(5.0, requires_grad=True)  # opaque: rays terminate inside the ball
+    fn = _field(o, d, scale)
+    sigma_only = lambda t0, t1, ri: fn(t0, t1, ri)[1]
+    grid = OccupancyGrid(AABB, resolution=16)
+    full = render_rays(o, d, fn, grid=grid, near=2.0, far=6.0)
+    culled = render_rays(o, d, fn, grid=grid, near=2.0, far=6.0, sigma_fn=sigma_only)
+    assert culled["n_samples"] < full["n_samples"] * 0.8
+    for key in ("rgb", "depth", "opacity"):
+        assert torch.allclose(full[key], culled[key], atol=1e-5)
+    culled["rgb"].sum().backward()
+    assert scale.grad is not None

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from taichifield.render.volrend import (
+    pack_info,
     render_weights,
+    visible_samples,
     volume_render,
     volume_render_reference,
 )
@@ -108,3 +110,22 @@ def test_forward_on_each_arch(arch):
     want = volume_render_reference(sig, rgb, ts, te, ri, 30, background=torch.ones(3))
     for a, b in zip(got, want):
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_pack_info():
+    ri = torch.tensor([1, 1, 3, 3, 3, 4], dtype=torch.int32)
+    offsets, counts = pack_info(ri, 6)
+    assert offsets.tolist() == [0, 0, 0, 2, 5, 0] and counts.tolist() == [0, 2, 0, 3, 1, 0]
+
+
+def test_visible_samples(arch):
+    sig, rgb, ts, te, ri = _random_packed(30, 20, seed=7)
+    keep = visible_samples(sig, ts, te, ri, 30)
+    # expected: transmittance before the sample (exclusive per-ray sum) still >= 1e-4
+    tau = (sig * (te - ts)).double()
+    excl = torch.stack([tau[(ri == ri[i]) & (torch.arange(len(ri)) < i)].sum() for i in range(len(ri))])
+    want = torch.exp(-excl) >= 1e-4
+    assert (~want).any() and torch.equal(keep, want)
+    opaque_only = visible_samples(sig, ts, te, ri, 30, alpha_threshold=0.5)
+    alpha = 1 - torch.exp(-sig * (te - ts))
+    assert torch.equal(opaque_only, want & (alpha > 0.5))

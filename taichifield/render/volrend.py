@@ -44,6 +44,7 @@ __all__ = [
     "volume_render_reference",
     "render_weights",
     "pack_info",
+    "visible_samples",
 ]
 
 TRANSMITTANCE_THRESHOLD = 1e-4
@@ -173,6 +174,48 @@ def _backward_fn(saved, grads):
 
 
 _volume_render_op = TaichiOp(_forward, outputs=_outputs, backward=_backward_fn, name="volume_render")
+
+
+@ti.kernel
+def _visible(sigmas: ti.types.ndarray(), t_starts: ti.types.ndarray(), t_ends: ti.types.ndarray(),
+             offsets: ti.types.ndarray(), counts: ti.types.ndarray(), thresh: ti.f32,
+             alpha_threshold: ti.f32, keep: ti.types.ndarray()):
+    for r in range(offsets.shape[0]):
+        start = offsets[r]
+        T = 1.0
+        for k in range(counts[r]):
+            i = start + k
+            alpha = 1.0 - ti.exp(-sigmas[i] * (t_ends[i] - t_starts[i]))
+            keep[i] = 1 if (T >= thresh and alpha > alpha_threshold) else 0
+            T *= 1.0 - alpha
+
+
+def visible_samples(sigmas: torch.Tensor, t_starts: torch.Tensor, t_ends: torch.Tensor,
+                    ray_indices: torch.Tensor, n_rays: int, alpha_threshold: float = 0.0) -> torch.Tensor:
+    """Which samples can contribute: not past early termination (``T_i >= 1e-4``) and, when
+    ``alpha_threshold > 0``, with ``alpha_i > alpha_threshold`` (nerfacc's sample culling).
+
+    Use it to skip evaluating colour (and gradients) for samples hidden behind a surface:
+    with ``alpha_threshold = 0`` rendering only the kept samples gives the same result.
+    Forward only; runs on every arch.
+
+    Args:
+        sigmas, t_starts, t_ends: (S,) float.
+        ray_indices: (S,) int, sorted.
+        n_rays: number of rays.
+        alpha_threshold: drop samples whose alpha is at most this (0 keeps all but the tail).
+
+    Returns:
+        (S,) bool mask.
+    """
+    if sigmas.numel() == 0:
+        return torch.zeros(0, dtype=torch.bool, device=sigmas.device)
+    offsets, counts = pack_info(ray_indices, n_rays)
+    keep = torch.empty(sigmas.shape[0], dtype=torch.int32, device=sigmas.device)
+    _visible(sigmas.detach().contiguous(), t_starts.to(sigmas.dtype).contiguous(),
+             t_ends.to(sigmas.dtype).contiguous(), offsets, counts, TRANSMITTANCE_THRESHOLD,
+             float(alpha_threshold), keep)
+    return keep.bool()
 
 
 def _add_background(rgb: torch.Tensor, opacity: torch.Tensor,
