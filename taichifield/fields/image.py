@@ -1,0 +1,115 @@
+"""The image field: an input encoding followed by a small MLP, (N, 2) pixel coords -> (N, 3) RGB.
+
+This is the classic encoding comparison (Tancik et al. 2020, Fig. 1; Mueller et al.
+2022, Fig. 3): the same tiny MLP fits an image far better when its coordinates are
+passed through Fourier features or a hash grid than when it sees raw ``(u, v)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+__all__ = ["ENCODINGS", "ImageFieldConfig", "ImageField", "make_image_encoding"]
+
+ENCODINGS = ("hashgrid", "fourier", "frequency", "none")
+EncodingName = Literal["hashgrid", "fourier", "frequency", "none"]
+
+
+@dataclass
+class ImageFieldConfig:
+    """Architecture of an :class:`ImageField` (stored in checkpoints)."""
+
+    encoding: str = "hashgrid"
+    """One of :data:`ENCODINGS`."""
+    hidden: int = 64
+    """Width of the hidden layers."""
+    n_hidden_layers: int = 2
+    """Number of hidden layers (ReLU)."""
+    hash_levels: int = 16
+    """Hash grid: number of levels L."""
+    hash_features: int = 2
+    """Hash grid: features per level F."""
+    hash_log2_table_size: int = 15
+    """Hash grid: log2 of the per-level table size T (2^15 is ample for images up to ~180x180 at full density)."""
+    hash_base_resolution: int = 16
+    """Hash grid: coarsest resolution N_min."""
+    hash_max_resolution: int = 512
+    """Hash grid: finest resolution N_max (the trainer sets it to the image's larger side)."""
+    fourier_features: int = 256
+    """Fourier features: mapping size m (output 2m)."""
+    fourier_sigma: float = 10.0
+    """Fourier features: std of B."""
+    n_frequencies: int = 8
+    """Frequency encoding: K octaves."""
+    seed: int = 0
+    """Seed of the Fourier matrix B."""
+
+
+class _Identity(nn.Module):
+    """The ``none`` encoding: raw coordinates."""
+
+    def __init__(self, n_input_dims: int = 2) -> None:
+        super().__init__()
+        self.output_dim = n_input_dims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def make_image_encoding(config: ImageFieldConfig) -> nn.Module:
+    """The 2D encoding named by ``config.encoding``; it has an ``output_dim`` attribute."""
+    name = config.encoding
+    if name == "hashgrid":
+        from ..encoding import HashGridEncoding
+
+        return HashGridEncoding(
+            n_input_dims=2,
+            n_levels=config.hash_levels,
+            n_features=config.hash_features,
+            log2_table_size=config.hash_log2_table_size,
+            base_resolution=min(config.hash_base_resolution, config.hash_max_resolution),
+            max_resolution=config.hash_max_resolution,
+        )
+    if name == "fourier":
+        from ..encoding import FourierFeatureEncoding
+
+        return FourierFeatureEncoding(2, config.fourier_features, config.fourier_sigma, config.seed)
+    if name == "frequency":
+        from ..encoding import FrequencyEncoding
+
+        return FrequencyEncoding(2, config.n_frequencies, include_input=True)
+    if name == "none":
+        return _Identity(2)
+    raise ValueError(f"unknown encoding {name!r}: choose one of {', '.join(ENCODINGS)}")
+
+
+class ImageField(nn.Module):
+    """Encoding + MLP: (N, 2) coordinates in [0,1]^2 (x right, y down) -> (N, 3) RGB in (0, 1).
+
+    Args:
+        config: the architecture.
+
+    Example:
+        >>> field = ImageField(ImageFieldConfig(encoding="fourier"))
+        >>> rgb = field(torch.rand(1024, 2))   # (1024, 3)
+    """
+
+    def __init__(self, config: ImageFieldConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoding = make_image_encoding(config)
+        layers: list[nn.Module] = []
+        width = self.encoding.output_dim
+        for _ in range(config.n_hidden_layers):
+            layers += [nn.Linear(width, config.hidden), nn.ReLU(inplace=True)]
+            width = config.hidden
+        layers.append(nn.Linear(width, 3))
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, uv: torch.Tensor) -> torch.Tensor:
+        """RGB (N, 3) at coordinates ``uv`` (N, 2)."""
+        return torch.sigmoid(self.mlp(self.encoding(uv)))

@@ -1,0 +1,206 @@
+"""Fit an :class:`~taichifield.fields.image.ImageField` to one image (the encoding comparison).
+
+Every step draws a batch of pixels (all of them when the image is small), predicts
+their RGB from pixel-centre coordinates ``((j + 0.5) / W, (i + 0.5) / H)`` and takes an
+Adam step on the mean squared error. At the end the whole image is reconstructed and
+the run folder receives::
+
+    RUN/ckpt.pt              kind "image": config, weights, optimizer, step, meta (psnr, size)
+    RUN/reconstruction.png   the fitted image
+    RUN/metrics.json         psnr, steps, seconds, encoding, n_params
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .. import runtime
+from ..atomic import atomic_path
+from ..errors import InputError
+from ..fields.image import ENCODINGS, ImageField, ImageFieldConfig
+from .checkpoint import save_checkpoint
+from .loop import NonFiniteGuard, psnr, run_loop
+
+__all__ = ["ImageTrainConfig", "ImageResult", "load_image", "pixel_coords", "train_image"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LR = {"hashgrid": 1e-2, "fourier": 2e-3, "frequency": 2e-3, "none": 2e-3}
+
+
+@dataclass
+class ImageTrainConfig:
+    """One image-fitting run."""
+
+    photo: str
+    """Image file (PNG/JPEG...; RGBA is composited on white, grey is replicated)."""
+    out: str
+    """Run folder."""
+    steps: int = 1000
+    """Adam steps."""
+    lr: float | None = None
+    """Learning rate; None picks a per-encoding default (:data:`DEFAULT_LR`)."""
+    batch_size: int = 1 << 16
+    """Pixels per step (all pixels when the image has fewer)."""
+    seed: int = 0
+    """Seed of the weights, the Fourier matrix and the pixel batches."""
+    field: ImageFieldConfig = dataclasses.field(default_factory=ImageFieldConfig)
+    """Architecture; ``hash_max_resolution`` is set to the image's larger side."""
+
+
+@dataclass
+class ImageResult:
+    """What a run produced."""
+
+    psnr: float
+    steps: int
+    seconds: float
+    reconstruction: Path
+    checkpoint: Path
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def load_image(path: str | Path) -> torch.Tensor:
+    """Read an image as (H, W, 3) float32 in [0, 1].
+
+    Raises:
+        InputError: missing, unreadable or degenerate file (message names the file).
+    """
+    import imageio.v3 as iio
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such image file")
+    try:
+        img = np.asarray(iio.imread(p))
+    except Exception as exc:
+        raise InputError(f"{p}: not a readable image ({str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__})") from None
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.ndim != 3 or img.shape[0] < 2 or img.shape[1] < 2 or img.shape[2] not in (1, 2, 3, 4):
+        raise InputError(f"{p}: unsupported image shape {tuple(img.shape)} (need H x W x 1-4 channels, H, W >= 2)")
+    if np.issubdtype(img.dtype, np.integer):
+        data = img.astype(np.float32) / float(np.iinfo(img.dtype).max)
+    else:
+        data = img.astype(np.float32)
+    if data.shape[2] in (2, 4):  # alpha: composite on white
+        alpha = data[..., -1:]
+        data = data[..., :-1] * alpha + (1.0 - alpha)
+    if data.shape[2] == 1:
+        data = np.repeat(data, 3, axis=2)
+    if not np.isfinite(data).all():
+        raise InputError(f"{p}: image contains non-finite values")
+    return torch.from_numpy(np.clip(data, 0.0, 1.0).copy())
+
+
+def pixel_coords(height: int, width: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Pixel-centre coordinates (H * W, 2) in (0, 1)^2, row-major, ``(x, y)`` = (column, row)."""
+    ys = (torch.arange(height, dtype=torch.float32, device=device) + 0.5) / height
+    xs = (torch.arange(width, dtype=torch.float32, device=device) + 0.5) / width
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([gx, gy], dim=-1).reshape(-1, 2)
+
+
+@torch.no_grad()
+def _reconstruct(model: ImageField, coords: torch.Tensor, chunk: int = 1 << 16) -> torch.Tensor:
+    return torch.cat([model(coords[i : i + chunk]) for i in range(0, coords.shape[0], chunk)])
+
+
+def train_image(
+    config: ImageTrainConfig,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+) -> ImageResult:
+    """Fit the image in ``config.photo`` and write the run folder ``config.out``.
+
+    Args:
+        config: the run.
+        on_step: ``on_step(step, stats)`` after every step (stats: loss, psnr); for progress bars.
+
+    Returns:
+        The final full-image PSNR (dB), paths written, and the metrics dict.
+    """
+    if config.field.encoding not in ENCODINGS:
+        raise InputError(f"unknown encoding {config.field.encoding!r}: choose one of {', '.join(ENCODINGS)}")
+    if config.steps < 1:
+        raise InputError(f"--steps must be >= 1, not {config.steps}")
+    runtime.ensure_init()
+    device = runtime.device()
+    image = load_image(config.photo)
+    height, width = image.shape[:2]
+    target = image.reshape(-1, 3).to(device)  # (H*W, 3)
+    coords = pixel_coords(height, width, device)  # (H*W, 2)
+    n_pixels = coords.shape[0]
+
+    field_cfg = dataclasses.replace(config.field, hash_max_resolution=max(height, width), seed=config.seed)
+    torch.manual_seed(config.seed)
+    model = ImageField(field_cfg).to(device)
+    lr = config.lr if config.lr is not None else DEFAULT_LR[field_cfg.encoding]
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99), eps=1e-15)
+    guard = NonFiniteGuard(optimizer)
+    gen = torch.Generator(device=device).manual_seed(config.seed)
+    full_batch = n_pixels <= config.batch_size
+
+    def step_fn(step: int) -> dict[str, float] | None:
+        if full_batch:
+            x, y = coords, target
+        else:
+            idx = torch.randint(0, n_pixels, (config.batch_size,), generator=gen, device=device)
+            x, y = coords[idx], target[idx]
+        loss = torch.mean((model(x) - y) ** 2)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if not guard.check(loss):
+            return None
+        optimizer.step()
+        mse = float(loss.detach())
+        return {"loss": mse, "psnr": psnr(mse)}
+
+    t0 = time.monotonic()
+    result = run_loop(step_fn, start_step=0, total_steps=config.steps, on_step=on_step, guard=guard)
+    seconds = time.monotonic() - t0
+
+    recon = _reconstruct(model, coords)
+    final_psnr = psnr(float(torch.mean((recon - target) ** 2)))
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    n_params = sum(p.numel() for p in model.parameters())
+    metrics = {
+        "psnr": final_psnr,
+        "steps": result.step,
+        "seconds": seconds,
+        "encoding": field_cfg.encoding,
+        "n_params": n_params,
+        "height": height,
+        "width": width,
+        "lr": lr,
+        "skipped_steps": result.skipped_steps,
+        "photo": str(config.photo),
+    }
+    ckpt = save_checkpoint(
+        out / "ckpt.pt",
+        "image",
+        config=dataclasses.asdict(dataclasses.replace(config, field=field_cfg)),
+        state=model.state_dict(),
+        optimizer=optimizer.state_dict(),
+        step=result.step,
+        meta={"psnr": final_psnr, "height": height, "width": width},
+    )
+    recon_path = out / "reconstruction.png"
+    pixels = (recon.reshape(height, width, 3).clamp(0, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+    import imageio.v3 as iio
+
+    with atomic_path(recon_path) as tmp:
+        iio.imwrite(tmp, pixels)
+    with atomic_path(out / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    log.info("image fit: %s psnr %.2f dB in %.1f s", field_cfg.encoding, final_psnr, seconds)
+    return ImageResult(final_psnr, result.step, seconds, recon_path, ckpt, metrics)
