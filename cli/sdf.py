@@ -1,0 +1,206 @@
+"""Neural SDF commands: ``train sdf``, ``mesh sdf``, ``render sdf``, ``reconstruct poisson|hoppe``.
+
+Only option parsing here; the work is done by ``run_*`` functions that import the
+library (torch, taichi, open3d) when called, so ``taichifield --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .apps import mesh_app, reconstruct_app, render_app, train_app
+from .common import ArchOption, Progress, QuietOption, SeedOption, cli_command, start_runtime
+
+PointsArg = Annotated[Path, typer.Argument(help="Points or mesh: .ply .obj .off .xyz .npy .npz, or a Stanford .conf of range scans.")]
+CkptArg = Annotated[Path, typer.Argument(help="SDF checkpoint (RUN/ckpt.pt or the RUN folder).")]
+
+
+def _mesh_suffix(out: Path) -> None:
+    from taichifield.errors import InputError
+
+    if out.suffix.lower() not in (".ply", ".obj"):
+        raise InputError(f"{out}: mesh output must end in .ply or .obj")
+
+
+# ----------------------------------------------------------------------------- train sdf
+
+
+def run_train_sdf(points: Path, out: Path, *, resume: bool, quiet: bool, preview: bool, **options: Any) -> str:
+    """Train, write RUN/ckpt.pt (and RUN/preview.png); returns the summary line."""
+    from taichifield.train.sdf import SDFTrainConfig, train_sdf
+
+    cfg = SDFTrainConfig(**{k: v for k, v in options.items() if v is not None})
+    with Progress("train sdf", total=cfg.steps, quiet=quiet, unit="step") as bar:
+
+        def on_step(step: int, stats: dict[str, float]) -> None:
+            bar.update(completed=step, info=f"loss {stats.get('loss', float('nan')):.4f}")
+
+        result = train_sdf(points, out, cfg, resume=resume, on_step=on_step)
+    if preview:
+        run_render_sdf(out / "ckpt.pt", out / "preview.png", width=256, height=256, azimuth=30.0, elevation=20.0)
+    loss = result.last_stats.get("loss", float("nan"))
+    return f"{out / 'ckpt.pt'}: {result.step} steps in {result.seconds:.1f} s ({result.stopped}), loss {loss:.5f}"
+
+
+@train_app.command("sdf")
+@cli_command
+def train_sdf_cmd(
+    points: PointsArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder; the checkpoint is RUN/ckpt.pt.")] = Path("runs/sdf"),
+    loss: Annotated[str, typer.Option(help="igr | siren | deepsdf | occupancy.")] = "igr",
+    model: Annotated[str, typer.Option(help="relu (geometric-init MLP) | siren | hashgrid.")] = "relu",
+    steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 1500,
+    time_budget: Annotated[Optional[float], typer.Option("--time-budget", help="Stop and save after this many seconds.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Surface points per step.")] = 2048,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: per model).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue RUN/ckpt.pt with its own settings.")] = False,
+    preview: Annotated[bool, typer.Option("--preview/--no-preview", help="Also render RUN/preview.png.")] = True,
+    arch: ArchOption = "auto",
+    seed: SeedOption = 0,
+    quiet: QuietOption = False,
+) -> None:
+    """Fit a neural SDF to a point cloud or mesh.
+
+    Example: taichifield train sdf bunny.ply --out runs/bunny --time-budget 300
+    """
+    start_runtime(arch, seed)
+    typer.echo(run_train_sdf(
+        points, out, resume=resume, quiet=quiet, preview=preview, loss=loss, model=model, steps=steps,
+        time_budget=time_budget, batch_size=batch_size, lr=lr, seed=seed,
+    ))
+
+
+# ----------------------------------------------------------------------------- mesh sdf
+
+
+def run_mesh_sdf(ckpt: Path, out: Path, *, res: int, level: float, quiet: bool = True, batch_size: int = 2**16) -> str:
+    """Marching cubes of the learned field (narrow band), written in input coordinates."""
+    import torch
+
+    from taichifield.geometry.extract import extract_mesh
+    from taichifield.geometry.mesh_io import save_mesh
+    from taichifield.train.sdf import load_sdf
+
+    _mesh_suffix(out)
+    sdf = load_sdf(ckpt)
+    with torch.no_grad(), Progress("mesh sdf", total=None, quiet=quiet, unit="pts") as bar:
+        verts, faces = extract_mesh(sdf, res, sdf.bbox(1.0), level=level, batch_size=batch_size, progress=bar)
+    verts, faces = _as_numpy(verts), _as_numpy(faces)
+    if len(faces) == 0:
+        from taichifield.errors import TaichiFieldError
+
+        raise TaichiFieldError(f"{ckpt}: the level set {level} is empty inside the training cube; nothing to write")
+    save_mesh(out, verts, faces)
+    return f"{out}: {len(verts)} vertices, {len(faces)} faces"
+
+
+def _as_numpy(a: Any) -> Any:
+    return a.detach().cpu().numpy() if hasattr(a, "detach") else a
+
+
+@mesh_app.command("sdf")
+@cli_command
+def mesh_sdf_cmd(
+    ckpt: CkptArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output mesh (.ply or .obj), in the input's coordinates.")] = Path("mesh.ply"),
+    res: Annotated[int, typer.Option("--res", help="Grid resolution of the marching cubes (narrow band, so 512+ is fine).")] = 512,
+    level: Annotated[float, typer.Option("--level", help="Iso-level, in input units.")] = 0.0,
+    arch: ArchOption = "auto",
+    quiet: QuietOption = False,
+) -> None:
+    """Extract the zero level set of a trained SDF as a triangle mesh.
+
+    Example: taichifield mesh sdf runs/bunny/ckpt.pt --res 512 --out bunny.ply
+    """
+    start_runtime(arch)
+    typer.echo(run_mesh_sdf(ckpt, out, res=res, level=level, quiet=quiet))
+
+
+# ----------------------------------------------------------------------------- render sdf
+
+
+def run_render_sdf(ckpt: Path, out: Path, *, width: int, height: int, azimuth: float, elevation: float) -> str:
+    """Sphere-trace the learned surface and write a Lambert-shaded image atomically."""
+    import numpy as np
+
+    from taichifield.render.shade import render_sdf, save_image
+    from taichifield.train.sdf import load_sdf
+
+    sdf = load_sdf(ckpt)
+    bb = sdf.bbox(0.85)  # the data fills [-0.8, 0.8]^3 of the training cube
+    center = bb.mean(axis=0)
+    radius = float(np.linalg.norm(bb[1] - bb[0]) / 2)
+    img = render_sdf(sdf, sdf.gradient, center, radius, width=width, height=height, azimuth=azimuth, elevation=elevation)
+    save_image(out, img)
+    return f"{out}: {width}x{height}"
+
+
+@render_app.command("sdf")
+@cli_command
+def render_sdf_cmd(
+    ckpt: CkptArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output image (.png/.jpg).")] = Path("sdf.png"),
+    width: Annotated[int, typer.Option(help="Image width.")] = 512,
+    height: Annotated[int, typer.Option(help="Image height.")] = 512,
+    azimuth: Annotated[float, typer.Option(help="Camera azimuth about +y, degrees.")] = 30.0,
+    elevation: Annotated[float, typer.Option(help="Camera elevation, degrees.")] = 20.0,
+    arch: ArchOption = "auto",
+) -> None:
+    """Render a shaded image of a trained SDF by sphere tracing.
+
+    Example: taichifield render sdf runs/bunny/ckpt.pt --out bunny.png --azimuth 45
+    """
+    start_runtime(arch)
+    typer.echo(run_render_sdf(ckpt, out, width=width, height=height, azimuth=azimuth, elevation=elevation))
+
+
+# ----------------------------------------------------------------------------- reconstruct
+
+
+def run_reconstruct(method: str, points: Path, out: Path, **options: Any) -> str:
+    """Poisson or Hoppe reconstruction of ``points``, written to ``out``."""
+    from taichifield.data.points import load_oriented_points
+    from taichifield.geometry import baselines
+    from taichifield.geometry.mesh_io import save_mesh
+
+    _mesh_suffix(out)
+    data = load_oriented_points(points)
+    fn = baselines.poisson_reconstruct if method == "poisson" else baselines.hoppe_reconstruct
+    verts, faces = fn(data.points, data.normals, **options)
+    save_mesh(out, verts, faces)
+    return f"{out}: {len(verts)} vertices, {len(faces)} faces"
+
+
+@reconstruct_app.command("poisson")
+@cli_command
+def reconstruct_poisson_cmd(
+    points: PointsArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output mesh (.ply or .obj).")] = Path("poisson.ply"),
+    depth: Annotated[int, typer.Option(help="Octree depth.")] = 9,
+    trim: Annotated[float, typer.Option(help="Remove vertices below this density quantile (0: none).")] = 0.03,
+) -> None:
+    """Screened Poisson reconstruction (Open3D) with low-density trimming.
+
+    Example: taichifield reconstruct poisson scan.ply --out poisson.ply --depth 9
+    """
+    start_runtime("cpu")
+    typer.echo(run_reconstruct("poisson", points, out, depth=depth, trim_quantile=trim))
+
+
+@reconstruct_app.command("hoppe")
+@cli_command
+def reconstruct_hoppe_cmd(
+    points: PointsArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output mesh (.ply or .obj).")] = Path("hoppe.ply"),
+    res: Annotated[int, typer.Option("--res", help="Grid vertices along the longest side.")] = 256,
+    arch: ArchOption = "auto",
+) -> None:
+    """Hoppe 1992: signed distance to the nearest tangent plane, then Taichi marching cubes.
+
+    Example: taichifield reconstruct hoppe scan.ply --out hoppe.ply --res 256
+    """
+    start_runtime(arch)
+    typer.echo(run_reconstruct("hoppe", points, out, resolution=res))

@@ -1,0 +1,281 @@
+"""Signed distance fields: small networks mapping (N, 3) points in ``[-1, 1]^3`` to (N,) values.
+
+Three models, each with a config dataclass:
+
+* ``relu`` - :class:`MLPSDF`: an MLP with geometric initialisation (Atzmon & Lipman 2020,
+  SAL, Sec. 4; Gropp et al. 2020, IGR): at step 0 it is (close to) the SDF of a sphere of
+  radius ``radius``. The activation is Softplus(beta=100), the smooth ReLU of IGR/IDR
+  (``activation="relu"`` gives the plain ReLU). Optional NeRF frequency encoding whose
+  first-layer weights start at zero, so the initial sphere is kept (IDR's trick).
+* ``siren`` - :class:`SirenSDF`: ``sin(omega0 (W x + b))`` layers with SIREN's
+  initialisation (Sitzmann et al. 2020, Sec. 3.2): first layer U(-1/n, 1/n), later
+  layers U(-sqrt(6/n)/omega0, sqrt(6/n)/omega0), omega0 = 30.
+* ``hashgrid`` - :class:`HashGridSDF`: Instant-NGP hash grid (Taichi kernel) + a small
+  geometric-init MLP on ``[x, enc(x)]``; the table starts near zero so the field starts
+  as the sphere. Its gradient is taken by central finite differences (Neuralangelo,
+  Li et al. 2023, Eq. 8) with the step equal to the finest level's cell, because the
+  eikonal term needs the gradient to be differentiable w.r.t. the parameters and the
+  Taichi backward is not itself differentiable.
+
+Every field has ``value_and_gradient(x, create_graph)``, which picks autograd double
+backprop (MLPs) or finite differences (hash grid).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+__all__ = [
+    "MLPSDFConfig",
+    "SirenSDFConfig",
+    "HashGridSDFConfig",
+    "SDFField",
+    "MLPSDF",
+    "SirenSDF",
+    "HashGridSDF",
+    "build_sdf_field",
+    "MODEL_CONFIGS",
+    "autograd_gradient",
+    "finite_difference_gradient",
+]
+
+
+@dataclass
+class MLPSDFConfig:
+    """Geometric-init MLP (``--model relu``)."""
+
+    hidden: int = 256
+    """Width of every hidden layer."""
+    layers: int = 4
+    """Number of hidden layers."""
+    activation: str = "softplus"
+    """``softplus`` (beta=100, IGR's smooth ReLU) or ``relu``."""
+    radius: float = 0.5
+    """Radius of the initial sphere (normalised coordinates)."""
+    n_frequencies: int = 0
+    """NeRF frequency encoding octaves of the input (0: raw xyz only)."""
+
+
+@dataclass
+class SirenSDFConfig:
+    """SIREN (``--model siren``)."""
+
+    hidden: int = 256
+    """Width of every hidden layer."""
+    layers: int = 3
+    """Number of hidden sine layers."""
+    omega0: float = 30.0
+    """Frequency factor of the sine activations."""
+
+
+@dataclass
+class HashGridSDFConfig:
+    """Hash grid + small MLP (``--model hashgrid``)."""
+
+    n_levels: int = 16
+    """Hash grid levels."""
+    n_features: int = 2
+    """Features per level."""
+    log2_table_size: int = 19
+    """log2 of the entries per level."""
+    base_resolution: int = 16
+    """Coarsest grid resolution."""
+    max_resolution: int = 1024
+    """Finest grid resolution (sets the finite-difference step)."""
+    hidden: int = 64
+    """MLP width."""
+    layers: int = 2
+    """MLP hidden layers."""
+    radius: float = 0.5
+    """Radius of the initial sphere."""
+    implementation: str = "taichi"
+    """Hash grid kernel: ``taichi`` or ``torch`` (reference)."""
+
+
+MODEL_CONFIGS: dict[str, type] = {"relu": MLPSDFConfig, "siren": SirenSDFConfig, "hashgrid": HashGridSDFConfig}
+
+
+def autograd_gradient(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, create_graph: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Value and spatial gradient by autograd (double backprop when ``create_graph``).
+
+    Args:
+        fn: maps (N, 3) -> (N,).
+        x: (N, 3) points.
+
+    Returns:
+        u (N,), grad (N, 3).
+    """
+    with torch.enable_grad():
+        xg = x.detach().requires_grad_(True)
+        u = fn(xg)
+        (g,) = torch.autograd.grad(u.sum(), xg, create_graph=create_graph)
+    return u, g
+
+
+def finite_difference_gradient(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, h: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Value and central-difference gradient ``(u(x + h e_i) - u(x - h e_i)) / 2h``.
+
+    One call of ``fn`` on 7N points; differentiable w.r.t. ``fn``'s parameters.
+
+    Args:
+        fn: maps (M, 3) -> (M,).
+        x: (N, 3) points; h: step.
+
+    Returns:
+        u (N,), grad (N, 3).
+    """
+    n = x.shape[0]
+    eye = torch.eye(3, dtype=x.dtype, device=x.device) * h
+    offsets = torch.cat([torch.zeros(1, 3, dtype=x.dtype, device=x.device), eye, -eye])  # (7, 3)
+    vals = fn((x[None] + offsets[:, None]).reshape(-1, 3)).reshape(7, n)
+    return vals[0], ((vals[1:4] - vals[4:7]) / (2 * h)).T
+
+
+def _geometric_init(linears: list[nn.Linear], radius: float, n_raw: int) -> None:
+    """SAL geometric init: hidden N(0, sqrt(2/out)), last N(sqrt(pi/in), 1e-4) with bias -r.
+
+    Inputs beyond the first ``n_raw`` columns of the first layer start at zero.
+    """
+    for i, lin in enumerate(linears):
+        if i == len(linears) - 1:
+            nn.init.normal_(lin.weight, mean=math.sqrt(math.pi) / math.sqrt(lin.in_features), std=1e-4)
+            nn.init.constant_(lin.bias, -radius)
+        else:
+            nn.init.normal_(lin.weight, 0.0, math.sqrt(2.0) / math.sqrt(lin.out_features))
+            nn.init.zeros_(lin.bias)
+            if i == 0 and lin.in_features > n_raw:
+                with torch.no_grad():
+                    lin.weight[:, n_raw:] = 0.0
+
+
+def _activation(name: str) -> nn.Module:
+    if name == "softplus":
+        return nn.Softplus(beta=100)
+    if name == "relu":
+        return nn.ReLU()
+    raise ValueError(f"unknown activation {name!r} (softplus or relu)")
+
+
+class SDFField(nn.Module):
+    """Base: ``forward(x (N,3) in [-1,1]^3) -> (N,)``; ``value_and_gradient`` picks the gradient method."""
+
+    name = ""
+    config: Any
+    fd_step: float | None = None
+
+    def value_and_gradient(self, x: torch.Tensor, create_graph: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """u (N,), grad u (N, 3) at (N, 3) points."""
+        if self.fd_step is not None:
+            if not create_graph:
+                with torch.no_grad():
+                    return finite_difference_gradient(self, x, self.fd_step)
+            return finite_difference_gradient(self, x, self.fd_step)
+        u, g = autograd_gradient(self, x, create_graph)
+        if not create_graph:
+            u, g = u.detach(), g.detach()
+        return u, g
+
+    def config_dict(self) -> dict[str, Any]:
+        return {"model": self.name, **asdict(self.config)}
+
+
+class MLPSDF(SDFField):
+    name = "relu"
+
+    def __init__(self, config: MLPSDFConfig | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config or MLPSDFConfig()
+        self.encoding: nn.Module | None = None
+        n_in = 3
+        if cfg.n_frequencies > 0:
+            from ..encoding import FrequencyEncoding
+
+            self.encoding = FrequencyEncoding(3, cfg.n_frequencies, include_input=False)
+            n_in = 3 + int(self.encoding.output_dim)
+            self.fd_step = 1e-3  # the encoding kernel's backward is not twice differentiable
+        dims = [n_in] + [cfg.hidden] * cfg.layers + [1]
+        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.act = _activation(cfg.activation)
+        _geometric_init(list(self.linears), cfg.radius, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        if self.encoding is not None:
+            h = torch.cat([x, self.encoding((x + 1) / 2)], dim=-1)
+        for lin in self.linears[:-1]:
+            h = self.act(lin(h))
+        return self.linears[-1](h).squeeze(-1)
+
+
+class SirenSDF(SDFField):
+    name = "siren"
+
+    def __init__(self, config: SirenSDFConfig | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config or SirenSDFConfig()
+        dims = [3] + [cfg.hidden] * cfg.layers + [1]
+        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        with torch.no_grad():
+            for i, lin in enumerate(self.linears):
+                bound = 1.0 / lin.in_features if i == 0 else math.sqrt(6.0 / lin.in_features) / cfg.omega0
+                lin.weight.uniform_(-bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        for lin in self.linears[:-1]:
+            h = torch.sin(self.config.omega0 * lin(h))
+        return self.linears[-1](h).squeeze(-1)
+
+
+class HashGridSDF(SDFField):
+    name = "hashgrid"
+
+    def __init__(self, config: HashGridSDFConfig | None = None) -> None:
+        super().__init__()
+        from ..encoding import HashGridEncoding
+
+        self.config = cfg = config or HashGridSDFConfig()
+        self.encoding = HashGridEncoding(
+            n_input_dims=3, n_levels=cfg.n_levels, n_features=cfg.n_features,
+            log2_table_size=cfg.log2_table_size, base_resolution=cfg.base_resolution,
+            max_resolution=cfg.max_resolution, implementation=cfg.implementation,  # type: ignore[arg-type]
+        )
+        dims = [3 + int(self.encoding.output_dim)] + [cfg.hidden] * cfg.layers + [1]
+        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.act = _activation("softplus")
+        _geometric_init(list(self.linears), cfg.radius, 3)
+        with torch.no_grad():  # let the table drive the first layer from step 1 (features start ~1e-4)
+            nn.init.normal_(self.linears[0].weight[:, 3:], 0.0, math.sqrt(2.0) / math.sqrt(cfg.hidden))
+        # one finest-level cell of [0,1] is 2/N in [-1,1] coordinates
+        self.fd_step = 2.0 / cfg.max_resolution
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u01 = ((x + 1) / 2).clamp(0.0, 1.0).contiguous()
+        h = torch.cat([x, self.encoding(u01)], dim=-1)
+        for lin in self.linears[:-1]:
+            h = self.act(lin(h))
+        return self.linears[-1](h).squeeze(-1)
+
+
+_MODELS: dict[str, type] = {"relu": MLPSDF, "siren": SirenSDF, "hashgrid": HashGridSDF}
+
+
+def build_sdf_field(model: str, **overrides: Any) -> SDFField:
+    """Build a field by name with config overrides (unknown keys are an error).
+
+    Example:
+        >>> field = build_sdf_field("relu", hidden=128)
+    """
+    if model not in _MODELS:
+        raise ValueError(f"unknown SDF model {model!r} (choose from {', '.join(_MODELS)})")
+    cfg_cls = MODEL_CONFIGS[model]
+    known = {f.name for f in fields(cfg_cls)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ValueError(f"unknown option(s) for model {model!r}: {', '.join(sorted(unknown))}")
+    return _MODELS[model](cfg_cls(**overrides))
