@@ -74,6 +74,9 @@ def _cell_points(indices: ti.types.ndarray(), jitter: ti.types.ndarray(), box: t
 
 @ti.kernel
 def _splat_max(indices: ti.types.ndarray(), values: ti.types.ndarray(), tmp: ti.types.ndarray()):
+    """tmp = -1 everywhere, then the max new estimate of each chosen cell (duplicates allowed)."""
+    for c in range(tmp.shape[0]):  # filled here: Vulkan does not upload write-only ndarrays
+        tmp[c] = -1.0
     for i in range(indices.shape[0]):
         ti.atomic_max(tmp[indices[i]], values[i])
 
@@ -244,7 +247,7 @@ class OccupancyGrid:
         _cell_points(idx, jitter, self._box, self.resolution, pts)
         sig = torch.cat([density_fn(pts[i:i + chunk]).reshape(-1).float() for i in range(0, pts.shape[0], chunk)])
         sig = torch.nan_to_num(sig, nan=0.0, posinf=1e6).clamp_min(0.0).to(self.device).contiguous()
-        tmp = torch.full((n,), -1.0, dtype=torch.float32, device=self.device)
+        tmp = torch.empty((n,), dtype=torch.float32, device=self.device)
         _splat_max(idx, sig, tmp)
         # the threshold uses the mean after this update's EMA
         ema = torch.where(tmp >= 0, torch.maximum(self.density * self.ema_decay, tmp), self.density)

@@ -54,6 +54,11 @@ TRANSMITTANCE_THRESHOLD = 1e-4
 @ti.kernel
 def _pack_info(ray_indices: ti.types.ndarray(), offsets: ti.types.ndarray(), ends: ti.types.ndarray()):
     """Each ray's first sample and one past its last from sorted ray indices (empty rays: 0, 0)."""
+    # Zero-fill here, not in torch: on Vulkan Taichi does not upload write-only ndarrays, so
+    # elements a kernel leaves untouched hold stale device memory.
+    for r in range(offsets.shape[0]):
+        offsets[r] = 0
+        ends[r] = 0
     S = ray_indices.shape[0]
     for i in range(S):
         r = ray_indices[i]
@@ -76,7 +81,7 @@ def pack_info(ray_indices: torch.Tensor, n_rays: int) -> tuple[torch.Tensor, tor
         offsets (n_rays,) int32: index of each ray's first sample; counts (n_rays,) int32.
     """
     offsets = torch.zeros(n_rays, dtype=torch.int32, device=ray_indices.device)
-    ends = torch.zeros(n_rays, dtype=torch.int32, device=ray_indices.device)
+    ends = torch.zeros(n_rays, dtype=torch.int32, device=ray_indices.device)  # zeros for S == 0
     if ray_indices.numel() > 0 and n_rays > 0:
         _pack_info(ray_indices.to(torch.int32).contiguous(), offsets, ends)
     return offsets, (ends - offsets).contiguous()
