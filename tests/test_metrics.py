@@ -73,6 +73,6 @@ def test_eval_mesh_cli(tmp_path):
     res = runner.invoke(app, ["eval", "mesh", str(tmp_path / "a.ply"), str(tmp_path / "b.obj"), "--json", "--samples", "5000"])
     assert res.exit_code == 0, res.output
     m = json.loads(res.stdout)
-    assert 0 < m["chamfer_l1"] < 0.01 and m["n_samples"] == 5000
+    assert 0 < m["chamfer_l1"] < 0.03 and m["n_samples"] == 5000  # sampling noise ~0.007
     res = runner.invoke(app, ["eval", "mesh", str(tmp_path / "missing.ply"), str(tmp_path / "b.obj")])
     assert res.exit_code == 2 and "missing.ply" in res.output
