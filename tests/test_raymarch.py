@@ -142,3 +142,10 @@ def test_perturb_shifts_samples():
     b = grid.sample(o, d, 0.0, 10.0, perturb=True, generator=torch.Generator().manual_seed(3))[0]
     shift = b[0] - a[0]
     assert 0 < shift < grid.step_size and torch.allclose(b[1:10] - a[1:10], shift.expand(9), atol=1e-5)
+
+
+def test_update_treats_nan_and_negative_as_empty():
+    grid = OccupancyGrid(AABB, resolution=8)
+    bad = lambda x: torch.where(x[:, 0] > 0, torch.tensor(float("nan")), torch.tensor(-5.0))
+    grid.update(0, bad)
+    assert torch.all(grid.density == 0.0) and grid.occupied_fraction() == 0.0

@@ -74,24 +74,35 @@ def _cell_points(indices: ti.types.ndarray(), jitter: ti.types.ndarray(), box: t
 
 @ti.kernel
 def _splat_max(indices: ti.types.ndarray(), values: ti.types.ndarray(), tmp: ti.types.ndarray()):
-    """tmp = -1 everywhere, then the max new estimate of each chosen cell (duplicates allowed)."""
+    """tmp = -1 everywhere, then the max new estimate of each chosen cell (duplicates allowed);
+    NaN and negative densities count as 0, huge ones are capped at 1e6."""
     for c in range(tmp.shape[0]):  # filled here: Vulkan does not upload write-only ndarrays
         tmp[c] = -1.0
     for i in range(indices.shape[0]):
-        ti.atomic_max(tmp[indices[i]], values[i])
+        v = values[i]
+        v = ti.min(v, 1e6) if v >= 0.0 else 0.0  # NaN fails the comparison
+        ti.atomic_max(tmp[indices[i]], v)
 
 
 @ti.kernel
-def _ema_and_pack(density: ti.types.ndarray(), tmp: ti.types.ndarray(), decay: ti.f32,
-                  thresh: ti.f32, bits: ti.types.ndarray()):
-    """density = max(density * decay, tmp) where tmp >= 0; bits = density > thresh."""
+def _ema(density: ti.types.ndarray(), tmp: ti.types.ndarray(), decay: ti.f32) -> ti.f32:
+    """density = max(density * decay, tmp) where tmp >= 0; returns the new sum of densities."""
+    total = 0.0
+    for c in range(density.shape[0]):
+        if tmp[c] >= 0.0:
+            density[c] = ti.max(density[c] * decay, tmp[c])
+        total += density[c]
+    return total
+
+
+@ti.kernel
+def _pack(density: ti.types.ndarray(), thresh: ti.f32, bits: ti.types.ndarray()):
+    """bits = density > thresh, 32 cells per int32 word."""
     for w in range(bits.shape[0]):
         word = 0
         for b in range(32):
             c = w * 32 + b
             if c < density.shape[0]:
-                if tmp[c] >= 0.0:
-                    density[c] = ti.max(density[c] * decay, tmp[c])
                 if density[c] > thresh:
                     word |= ti.cast(1, ti.i32) << b
         bits[w] = word
@@ -234,26 +245,21 @@ class OccupancyGrid:
         if step < warmup_steps:
             idx = torch.arange(n, dtype=torch.int32)
         else:
-            uniform = torch.randint(n, (n // 4,), generator=generator, dtype=torch.int64)
-            occupied = torch.nonzero(self.density.cpu() > self.threshold()).reshape(-1)
-            parts = [uniform]
+            parts = [torch.randint(n, (n // 4,), generator=generator, dtype=torch.int32)]
+            occupied = torch.nonzero(self.density.cpu() > self.threshold()).reshape(-1).to(torch.int32)
             if occupied.numel() > 0:
-                pick = torch.randint(occupied.numel(), (n // 4,), generator=generator)
-                parts.append(occupied[pick])
-            idx = torch.cat(parts).to(torch.int32)
+                parts.append(occupied[torch.randint(occupied.numel(), (n // 4,), generator=generator)])
+            idx = torch.cat(parts)
         idx = idx.to(self.device)
         jitter = torch.rand((idx.numel(), 3), generator=generator).to(self.device)
         pts = torch.empty((idx.numel(), 3), dtype=torch.float32, device=self.device)
         _cell_points(idx, jitter, self._box, self.resolution, pts)
         sig = torch.cat([density_fn(pts[i:i + chunk]).reshape(-1).float() for i in range(0, pts.shape[0], chunk)])
-        sig = torch.nan_to_num(sig, nan=0.0, posinf=1e6).clamp_min(0.0).to(self.device).contiguous()
         tmp = torch.empty((n,), dtype=torch.float32, device=self.device)
-        _splat_max(idx, sig, tmp)
-        # the threshold uses the mean after this update's EMA
-        ema = torch.where(tmp >= 0, torch.maximum(self.density * self.ema_decay, tmp), self.density)
-        mean_thickness = float(ema.mean()) * self.step_size
+        _splat_max(idx, sig.to(self.device).contiguous(), tmp)
+        mean_thickness = _ema(self.density, tmp, self.ema_decay) / n * self.step_size
         thresh = min(self.density_threshold, mean_thickness) / self.step_size
-        _ema_and_pack(self.density, tmp, self.ema_decay, thresh, self.bits)
+        _pack(self.density, thresh, self.bits)
         return True
 
     # ---------------------------------------------------------------- sampling
