@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from taichifield.encoding import HashGridEncoding
+from taichifield.encoding import HashGridEncoding, hashgrid as hashgrid_module
 from taichifield.encoding.hashgrid import hashgrid_encode, hashgrid_reference, level_meta, level_resolutions
 
 
@@ -60,9 +60,16 @@ def test_bilinear_interpolation_midpoint():
     torch.testing.assert_close(out, torch.tensor([[1.5], [0.25]]))
 
 
+@pytest.fixture(params=["by_level", "atomic"])
+def strategy(request, monkeypatch):
+    """Both backward kernels: levels-in-parallel (CPU default) and atomic per (level, point) (GPU default)."""
+    monkeypatch.setattr(hashgrid_module, "BACKWARD_STRATEGY", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("d", [2, 3])
 @pytest.mark.parametrize("log2_t", [8, 14])
-def test_kernel_matches_reference(d, log2_t):
+def test_kernel_matches_reference(d, log2_t, strategy):
     torch.manual_seed(d * 100 + log2_t)
     enc = HashGridEncoding(d, n_levels=8, n_features=2, log2_table_size=log2_t, base_resolution=4, max_resolution=256)
     ref = HashGridEncoding(d, n_levels=8, n_features=2, log2_table_size=log2_t, base_resolution=4, max_resolution=256,
@@ -88,7 +95,7 @@ def test_kernel_matches_reference(d, log2_t):
 
 
 @pytest.mark.parametrize("d", [2, 3])
-def test_gradcheck_float64(f64, d):
+def test_gradcheck_float64(f64, d, strategy):
     torch.manual_seed(d)
     meta = level_meta([2, 3, 5], d, 5)  # T=32: level 0 dense ((2+1)^d <= 32), the others hashed for d=3
     table = torch.empty(3 * 32 * 2, dtype=torch.float64).uniform_(-1, 1).requires_grad_(True)

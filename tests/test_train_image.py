@@ -35,22 +35,31 @@ def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _photo(tmp_path_factory.mktemp("img") / "photo.png")
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny MLPs on 4k pixels: torch's intra-op threads cost more than they give on a busy 2-core box."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _fit(photo: Path, out: Path, encoding: str, steps: int) -> float:
     cfg = ImageTrainConfig(photo=str(photo), out=str(out), steps=steps, seed=0,
                            field=ImageFieldConfig(encoding=encoding, fourier_features=128, hash_log2_table_size=12))
     return train_image(cfg).psnr
 
 
-def test_hashgrid_and_fourier_beat_raw_coordinates(photo, tmp_path):
-    steps = 150
+def test_hashgrid_and_fourier_beat_raw_coordinates(photo, tmp_path, one_thread):
+    steps = 100
     psnr = {e: _fit(photo, tmp_path / e, e, steps) for e in ("none", "fourier", "hashgrid", "frequency")}
-    # measured (64x64, 150 steps): none ~14 dB, frequency ~22, fourier ~30, hashgrid ~40
+    # measured (64x64, 100 steps): none 14.4 dB, frequency 17.9, fourier 31.0, hashgrid 38.3
     assert psnr["hashgrid"] >= psnr["none"] + 8.0, psnr
     assert psnr["fourier"] >= psnr["none"] + 8.0, psnr
-    assert psnr["frequency"] >= psnr["none"] + 2.0, psnr
+    assert psnr["frequency"] >= psnr["none"] + 1.5, psnr
 
 
-def test_run_folder_contents(photo, tmp_path):
+def test_run_folder_contents(photo, tmp_path, one_thread):
     out = tmp_path / "run"
     cfg = ImageTrainConfig(photo=str(photo), out=str(out), steps=5, field=ImageFieldConfig(encoding="hashgrid"))
     result = train_image(cfg)
@@ -90,7 +99,7 @@ def test_load_image_variants_and_errors(tmp_path):
         load_image(tmp_path / "bad.png")
 
 
-def test_cli_train_image(photo, tmp_path):
+def test_cli_train_image(photo, tmp_path, one_thread):
     from typer.testing import CliRunner
 
     from taichifield.cli.main import app

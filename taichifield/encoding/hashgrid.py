@@ -115,6 +115,67 @@ def _hashgrid_fwd(
             out[i, l * F + f] = acc[f]
 
 
+@ti.func
+def _bwd_point(x: ti.template(), table: ti.template(), meta: ti.template(), grad_out: ti.template(),
+               grad_table: ti.template(), grad_x: ti.template(), l: ti.i32, i: ti.i32, T: ti.i32, mask: ti.u32,
+               need_x: ti.template(), D: ti.template(), F: ti.template(), atomic: ti.template()):
+    """Backward of point i at level l: table adjoints (atomic or plain adds) and, if need_x, x adjoints."""
+    res = meta[l, 0]
+    dense = meta[l, 1]
+    scale = float(res)
+    base = l * T
+    cell = ti.Vector([0, 0, 0])
+    frac = ti.Vector([0.0, 0.0, 0.0])
+    inside = ti.Vector([1.0, 1.0, 1.0])
+    for k in ti.static(range(D)):
+        xk = x[i, k]
+        if xk < 0.0 or xk > 1.0:
+            inside[k] = 0.0
+        p = ti.min(ti.max(xk, 0.0), 1.0) * scale
+        c = ti.min(ti.cast(ti.floor(p), ti.i32), res - 1)
+        cell[k] = c
+        frac[k] = p - c
+    g = ti.Vector([0.0] * F)
+    for f in ti.static(range(F)):
+        g[f] = grad_out[i, l * F + f]
+    gpos = ti.Vector([0.0, 0.0, 0.0])
+    for corner in ti.static(range(1 << D)):
+        w = 1.0
+        cc = ti.Vector([0, 0, 0])
+        for k in ti.static(range(D)):
+            if ti.static(corner & (1 << k)):
+                w *= frac[k]
+                cc[k] = cell[k] + 1
+            else:
+                w *= 1.0 - frac[k]
+                cc[k] = cell[k]
+        e = (base + _index(cc[0], cc[1], cc[2], res + 1, dense, mask, D)) * F
+        for f in ti.static(range(F)):
+            if ti.static(atomic):
+                ti.atomic_add(grad_table[e + f], w * g[f])
+            else:
+                grad_table[e + f] = grad_table[e + f] + w * g[f]  # plain load/store: this thread owns level l
+        if ti.static(need_x):
+            gv = 0.0
+            for f in ti.static(range(F)):
+                gv += g[f] * table[e + f]
+            for k in ti.static(range(D)):
+                dw = 1.0  # d w / d frac_k: product of the other factors, signed
+                for j in ti.static(range(D)):
+                    if ti.static(j != k):
+                        if ti.static(corner & (1 << j)):
+                            dw *= frac[j]
+                        else:
+                            dw *= 1.0 - frac[j]
+                if ti.static(corner & (1 << k)):
+                    gpos[k] += gv * dw
+                else:
+                    gpos[k] -= gv * dw
+    if ti.static(need_x):
+        for k in ti.static(range(D)):
+            ti.atomic_add(grad_x[i, k], gpos[k] * scale * inside[k])
+
+
 @ti.kernel
 def _hashgrid_bwd(
     x: ti.types.ndarray(ndim=2),
@@ -128,66 +189,48 @@ def _hashgrid_bwd(
     grad_table: ti.types.ndarray(ndim=1),
     grad_x: ti.types.ndarray(ndim=2),
 ):
-    n_points = x.shape[0]
-    n_levels = meta.shape[0]
+    """GPU strategy: one thread per (level, point), atomic adds into the table gradient."""
     T = 1 << log2_t
     mask = ti.cast(T - 1, ti.u32)
-    for l, i in ti.ndrange(n_levels, n_points):
-        res = meta[l, 0]
-        dense = meta[l, 1]
-        scale = float(res)
-        base = l * T
-        cell = ti.Vector([0, 0, 0])
-        frac = ti.Vector([0.0, 0.0, 0.0])
-        inside = ti.Vector([1.0, 1.0, 1.0])
-        for k in ti.static(range(D)):
-            xk = x[i, k]
-            if xk < 0.0 or xk > 1.0:
-                inside[k] = 0.0
-            p = ti.min(ti.max(xk, 0.0), 1.0) * scale
-            c = ti.min(ti.cast(ti.floor(p), ti.i32), res - 1)
-            cell[k] = c
-            frac[k] = p - c
-        g = ti.Vector([0.0] * F)
-        for f in ti.static(range(F)):
-            g[f] = grad_out[i, l * F + f]
-        gpos = ti.Vector([0.0, 0.0, 0.0])
-        for corner in ti.static(range(1 << D)):
-            w = 1.0
-            cc = ti.Vector([0, 0, 0])
-            for k in ti.static(range(D)):
-                if ti.static(corner & (1 << k)):
-                    w *= frac[k]
-                    cc[k] = cell[k] + 1
-                else:
-                    w *= 1.0 - frac[k]
-                    cc[k] = cell[k]
-            e = (base + _index(cc[0], cc[1], cc[2], res + 1, dense, mask, D)) * F
-            for f in ti.static(range(F)):
-                ti.atomic_add(grad_table[e + f], w * g[f])
-            if ti.static(need_x):
-                gv = 0.0
-                for f in ti.static(range(F)):
-                    gv += g[f] * table[e + f]
-                for k in ti.static(range(D)):
-                    dw = 1.0  # d w / d frac_k: product of the other factors, signed
-                    for j in ti.static(range(D)):
-                        if ti.static(j != k):
-                            if ti.static(corner & (1 << j)):
-                                dw *= frac[j]
-                            else:
-                                dw *= 1.0 - frac[j]
-                    if ti.static(corner & (1 << k)):
-                        gpos[k] += gv * dw
-                    else:
-                        gpos[k] -= gv * dw
-        if ti.static(need_x):
-            for k in ti.static(range(D)):
-                ti.atomic_add(grad_x[i, k], gpos[k] * scale * inside[k])
+    for l, i in ti.ndrange(meta.shape[0], x.shape[0]):
+        _bwd_point(x, table, meta, grad_out, grad_table, grad_x, l, i, T, mask, need_x, D, F, True)
+
+
+@ti.kernel
+def _hashgrid_bwd_by_level(
+    x: ti.types.ndarray(ndim=2),
+    table: ti.types.ndarray(ndim=1),
+    meta: ti.types.ndarray(ndim=2),
+    log2_t: ti.i32,
+    grad_out: ti.types.ndarray(ndim=2),
+    need_x: ti.template(),
+    D: ti.template(),
+    F: ti.template(),
+    grad_table: ti.types.ndarray(ndim=1),
+    grad_x: ti.types.ndarray(ndim=2),
+):
+    """CPU strategy: levels in parallel, points serial within a level; levels own disjoint
+    table slices, so the table gradient needs no atomics (L >= cores keeps every core busy)."""
+    T = 1 << log2_t
+    mask = ti.cast(T - 1, ti.u32)
+    ti.loop_config(block_dim=1)
+    for l in range(meta.shape[0]):
+        for i in range(x.shape[0]):
+            _bwd_point(x, table, meta, grad_out, grad_table, grad_x, l, i, T, mask, need_x, D, F, False)
 
 
 def _fwd_outputs(x: torch.Tensor, table: torch.Tensor, meta: torch.Tensor, log2_t: int, need_x: int, D: int, F: int) -> list[torch.Tensor]:
     return [torch.empty(x.shape[0], meta.shape[0] * F, dtype=table.dtype, device=table.device)]
+
+
+BACKWARD_STRATEGY: str | None = None
+"""Force ``"atomic"`` or ``"by_level"``; None picks by_level on CPU, atomic on GPUs."""
+
+
+def _backward_strategy() -> str:
+    if BACKWARD_STRATEGY is not None:
+        return BACKWARD_STRATEGY
+    return "by_level" if runtime.current_arch() == "cpu" else "atomic"
 
 
 def _backward(saved: Sequence[Any], grads: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
@@ -198,7 +241,8 @@ def _backward(saved: Sequence[Any], grads: Sequence[torch.Tensor | None]) -> lis
         return [None] * 7
     grad_table = torch.zeros_like(table)
     grad_x = torch.zeros_like(x) if need_x else torch.zeros(1, 1, dtype=x.dtype, device=x.device)
-    _hashgrid_bwd(x, table, meta, log2_t, grad_out.to(table.dtype).contiguous(), bool(need_x), D, F, grad_table, grad_x)
+    kernel = _hashgrid_bwd_by_level if _backward_strategy() == "by_level" else _hashgrid_bwd
+    kernel(x, table, meta, log2_t, grad_out.to(table.dtype).contiguous(), bool(need_x), D, F, grad_table, grad_x)
     return [grad_x if need_x else None, grad_table, None, None, None, None, None]
 
 _OP = TaichiOp(_hashgrid_fwd, outputs=_fwd_outputs, backward=_backward, name="hashgrid")
