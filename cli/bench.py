@@ -1,0 +1,56 @@
+"""``taichifield bench ...``: run the benchmark scripts in the checkout's ``bench/`` folder.
+
+Each benchmark is a script ``bench/<name>.py`` with ``main(argv) -> int`` (so it also runs
+as ``python bench/<name>.py``). To add one, write the script and register a command here
+that hands its options to :func:`run_bench_script`, like ``encodings`` below.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .apps import bench_app
+from .common import ArchOption, cli_command
+
+BENCH_DIR = Path(__file__).resolve().parent.parent / "bench"
+
+
+def run_bench_script(name: str, argv: list[str]) -> int:
+    """Load ``bench/<name>.py`` from the source checkout and call its ``main(argv)``."""
+    from taichifield.errors import InputError
+
+    path = BENCH_DIR / f"{name}.py"
+    if not path.is_file():
+        raise InputError(f"{path}: benchmark script not found (benchmarks ship with the source checkout: pip install -e . from a clone)")
+    spec = importlib.util.spec_from_file_location(f"taichifield_bench_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and pickling look the module up there
+    spec.loader.exec_module(module)
+    return int(module.main(argv) or 0)
+
+
+@bench_app.command("encodings")
+@cli_command
+def bench_encodings(
+    points: Annotated[int, typer.Option("--points", help="Points per call.")] = 65536,
+    log2_sizes: Annotated[str, typer.Option("--log2-sizes", help="Comma-separated log2 hash table sizes.")] = "15,19",
+    repeats: Annotated[int, typer.Option("--repeats", help="Timed calls per implementation; the best is kept.")] = 3,
+    hashgrid_only: Annotated[bool, typer.Option("--hashgrid-only", help="Skip the frequency and SH rows.")] = False,
+    arch: ArchOption = "auto",
+) -> None:
+    """Taichi encodings vs their torch references (points/s and ratios, same run, warm kernels).
+
+    Example:
+
+        taichifield bench encodings --log2-sizes 15,19 --repeats 3
+    """
+    argv = ["--points", str(points), "--log2-sizes", log2_sizes, "--repeats", str(repeats), "--arch", arch]
+    if hashgrid_only:
+        argv.append("--hashgrid-only")
+    raise typer.Exit(run_bench_script("encodings", argv))
