@@ -149,3 +149,17 @@ def test_update_treats_nan_and_negative_as_empty():
     bad = lambda x: torch.where(x[:, 0] > 0, torch.tensor(float("nan")), torch.tensor(-5.0))
     grid.update(0, bad)
     assert torch.all(grid.density == 0.0) and grid.occupied_fraction() == 0.0
+
+
+def test_cone_marching_grows_the_step_in_outer_cascades():
+    grid = OccupancyGrid.covering(torch.tensor([[-8.0] * 3, [8.0] * 3]), n_levels=3, resolution=16)
+    assert torch.allclose(grid.aabb, torch.tensor([[-2.0] * 3, [2.0] * 3]))
+    o, d = torch.tensor([[0.0, 0.0, 0.0]]), torch.tensor([[1.0, 0.0, 0.0]])
+    const = grid.sample(o, d, 0.0, 100.0, max_samples_per_ray=100000)
+    cone0, cone1, _ = grid.sample(o, d, 0.0, 100.0, cone_angle=1 / 64)
+    assert const[0].numel() == math.ceil(8.0 / grid.step_size)  # fresh grid: all occupied
+    assert cone0.numel() * 4 < const[0].numel()
+    lengths = cone1 - cone0
+    assert torch.allclose(cone0[1:], cone1[:-1])  # contiguous: occupied everywhere
+    assert torch.all(lengths[1:-1] >= lengths[:-2] - 1e-6) and lengths.max() > 10 * grid.step_size
+    assert cone1[-1] == pytest.approx(8.0, abs=1e-4)

@@ -111,10 +111,14 @@ def _pack(density: ti.types.ndarray(), thresh: ti.f32, bits: ti.types.ndarray())
 @ti.kernel
 def _march(rays_o: ti.types.ndarray(), rays_d: ti.types.ndarray(), near: ti.types.ndarray(),
            far: ti.types.ndarray(), offset: ti.types.ndarray(), bits: ti.types.ndarray(),
-           box: ti.types.ndarray(), res: ti.i32, n_levels: ti.i32, dt: ti.f32, max_samples: ti.i32,
-           write: ti.i32, counts: ti.types.ndarray(), starts: ti.types.ndarray(),
+           box: ti.types.ndarray(), res: ti.i32, n_levels: ti.i32, dt: ti.f32, cone: ti.f32,
+           max_dt: ti.f32, max_samples: ti.i32, write: ti.i32, counts: ti.types.ndarray(), starts: ti.types.ndarray(),
            t_starts: ti.types.ndarray(), t_ends: ti.types.ndarray(), ray_indices: ti.types.ndarray()):
-    """Count (write=0) or write (write=1) the occupied samples of every ray."""
+    """Count (write=0) or write (write=1) the occupied samples of every ray.
+
+    Step: ``dt`` (cone == 0; positions from an integer step count, no drift) or Instant-NGP's
+    cone marching ``clamp(t * cone, dt, max_dt)`` (cone > 0).
+    """
     for r in range(rays_o.shape[0]):
         o = ti.Vector([rays_o[r, 0], rays_o[r, 1], rays_o[r, 2]])
         d = ti.Vector([rays_d[r, 0], rays_d[r, 1], rays_d[r, 2]])
@@ -136,10 +140,13 @@ def _march(rays_o: ti.types.ndarray(), rays_d: ti.types.ndarray(), near: ti.type
         if write == 1:
             base = starts[r]
             cap = counts[r]
-        j = 0.0  # t = t0 + (j + offset) dt, from an integer count to avoid drift
+        j = 0.0  # cone == 0: t = t0 + (j + offset) dt, from an integer count to avoid drift
         t = t0 + offset[r] * dt
-        while t + 1e-3 * dt < t1 and n < cap:  # no slivers shorter than 0.1% of a step
-            t_e = ti.min(t + dt, t1)
+        dtc = dt
+        if cone > 0.0:
+            dtc = ti.min(ti.max(t * cone, dt), max_dt)
+        while t + 1e-3 * dtc < t1 and n < cap:  # no slivers shorter than 0.1% of a step
+            t_e = ti.min(t + dtc, t1)
             mid = 0.5 * (t + t_e)
             p = o + mid * d
             lvl = _level_of(p[0], p[1], p[2], box)
@@ -153,6 +160,7 @@ def _march(rays_o: ti.types.ndarray(), rays_d: ti.types.ndarray(), near: ti.type
                 cell[k] = ti.min(ti.max(ti.cast(ti.floor((p[k] - lo[k]) / size[k]), ti.i32), 0), res - 1)
             flat = lvl * res * res * res + (cell[0] * res + cell[1]) * res + cell[2]
             occupied = (bits[flat >> 5] >> (flat & 31)) & 1
+            target = t + dtc  # where the next sample starts
             if occupied == 1:
                 if write == 1:
                     i = base + n
@@ -170,7 +178,16 @@ def _march(rays_o: ti.types.ndarray(), rays_d: ti.types.ndarray(), near: ti.type
                         t_cell = ti.min(t_cell, (edge - p[k]) * inv[k])
                 steps = ti.max(ti.ceil(ti.max(t_cell, 0.0) / dt), 1.0)
                 j += steps
-            t = t0 + (j + offset[r]) * dt
+                target = mid + ti.max(t_cell, 0.0)
+            if cone > 0.0:
+                # cone marching: whole steps until the next midpoint lies past the target
+                t += dtc
+                dtc = ti.min(ti.max(t * cone, dt), max_dt)
+                while t + 0.5 * dtc < target and t < t1:
+                    t += dtc
+                    dtc = ti.min(ti.max(t * cone, dt), max_dt)
+            else:
+                t = t0 + (j + offset[r]) * dt
         if write == 0:
             counts[r] = n
 
@@ -216,6 +233,16 @@ class OccupancyGrid:
         self.density = torch.zeros(self.n_cells, dtype=torch.float32, device=self.device)
         self.bits = torch.full(((self.n_cells + 31) // 32,), -1, dtype=torch.int32, device=self.device)
         self._box = torch.cat([(aabb[0] + aabb[1]) / 2, (aabb[1] - aabb[0]) / 2]).to(self.device)
+
+    @classmethod
+    def covering(cls, aabb: torch.Tensor, n_levels: int = 1, **kwargs: float) -> "OccupancyGrid":
+        """A grid whose *outermost* cascade is ``aabb`` (level 0 is ``aabb`` shrunk by
+        ``2^(n_levels-1)`` about its centre). For an instant-ngp scene with ``aabb_scale`` K,
+        ``OccupancyGrid.covering(views.aabb, 1 + log2(K))`` reproduces Instant-NGP's cascades.
+        """
+        aabb = torch.as_tensor(aabb, dtype=torch.float32).reshape(2, 3)
+        centre, half = (aabb[0] + aabb[1]) / 2, (aabb[1] - aabb[0]) / 2 / 2.0 ** (n_levels - 1)
+        return cls(torch.stack([centre - half, centre + half]), n_levels=n_levels, **kwargs)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ update
     def threshold(self) -> float:
@@ -266,8 +293,8 @@ class OccupancyGrid:
     @torch.no_grad()
     def sample(self, rays_o: torch.Tensor, rays_d: torch.Tensor, near: Bound, far: Bound,
                step_size: Optional[float] = None, max_samples_per_ray: int = 1024,
-               perturb: bool = False, generator: Optional[torch.Generator] = None
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               perturb: bool = False, generator: Optional[torch.Generator] = None,
+               cone_angle: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """March rays through occupied cells; packed samples (no padding).
 
         Args:
@@ -279,6 +306,9 @@ class OccupancyGrid:
             max_samples_per_ray: cap per ray.
             perturb: shift each ray's samples by a random fraction of a step (training).
             generator: torch generator for ``perturb``.
+            cone_angle: 0 for a constant step (bounded scenes); > 0 (Instant-NGP uses 1/256
+                for large scenes) grows the step with distance, ``clamp(t * cone_angle, step,
+                step * 2^(n_levels-1) * 1024 / resolution)``, so outer cascades cost few samples.
 
         Returns:
             t_starts (S,), t_ends (S,) float32 and ray_indices (S,) int32, sorted by ray then t.
@@ -300,8 +330,9 @@ class OccupancyGrid:
         dummy_f = torch.zeros(1, dtype=torch.float32, device=dev)
         if n == 0:
             return dummy_f[:0], dummy_f[:0].clone(), dummy_i[:0]
+        max_dt = dt * 2.0 ** (self.n_levels - 1) * 1024.0 / self.resolution
         args = (o, d, nr, fr, off, self.bits, self._box, self.resolution, self.n_levels, dt,
-                int(max_samples_per_ray))
+                float(cone_angle), max_dt, int(max_samples_per_ray))
         _march(*args, 0, counts, dummy_i, dummy_f, dummy_f, dummy_i)
         ends = torch.cumsum(counts, 0, dtype=torch.int64)
         total = int(ends[-1])

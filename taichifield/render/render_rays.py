@@ -37,7 +37,7 @@ def render_rays(rays_o: torch.Tensor, rays_d: torch.Tensor, rgb_sigma_fn: RgbSig
                 step_size: Optional[float] = None, background: Optional[torch.Tensor] = None,
                 perturb: bool = False, generator: Optional[torch.Generator] = None,
                 max_samples_per_ray: int = 1024, sigma_fn: Optional[SigmaFn] = None,
-                alpha_threshold: float = 0.0) -> dict[str, Union[torch.Tensor, int]]:
+                alpha_threshold: float = 0.0, cone_angle: float = 0.0) -> dict[str, Union[torch.Tensor, int]]:
     """Sample, evaluate and composite a batch of rays.
 
     Args:
@@ -59,6 +59,8 @@ def render_rays(rays_o: torch.Tensor, rays_d: torch.Tensor, rgb_sigma_fn: RgbSig
             gradients first to drop samples hidden behind surfaces (transmittance below 1e-4)
             before ``rgb_sigma_fn`` runs (nerfacc's culling): same image, fewer evaluations.
         alpha_threshold: with ``sigma_fn``, also drop samples whose alpha is at most this.
+        cone_angle: grid marching only: step growing with distance (see
+            :meth:`OccupancyGrid.sample`).
 
     Returns:
         dict with ``rgb`` (n_rays, 3), ``depth`` (n_rays,) (expected ``t``, not normalised by
@@ -71,7 +73,7 @@ def render_rays(rays_o: torch.Tensor, rays_d: torch.Tensor, rgb_sigma_fn: RgbSig
     else:
         t_starts, t_ends, ray_indices = grid.sample(
             rays_o, rays_d, near, far, step_size=step_size, max_samples_per_ray=max_samples_per_ray,
-            perturb=perturb, generator=generator)
+            perturb=perturb, generator=generator, cone_angle=cone_angle)
         dev = rays_o.device
         t_starts, t_ends, ray_indices = t_starts.to(dev), t_ends.to(dev), ray_indices.to(dev)
     if sigma_fn is not None and t_starts.numel() > 0:
