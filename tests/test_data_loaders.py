@@ -177,3 +177,20 @@ def test_bad_downscale(tmp_path):
     for bad in (0, -1, 1.5):
         with pytest.raises(InputError, match="downscale"):
             load_scene(tmp_path, "train", downscale=bad)
+
+
+def test_ngp_per_frame_intrinsics(tmp_path):
+    make_ngp(tmp_path)
+    js = tmp_path / "transforms.json"
+
+    def move(d):
+        for k in ("fl_x", "fl_y", "cx", "cy"):
+            v = d.pop(k)
+            for fr in d["frames"]:
+                fr[k] = v
+    _mutate(js, move)
+    v = load_scene(tmp_path, "test")
+    assert (v.fx, v.fy, v.cx, v.cy) == (10.0, 11.0, 3.2, 4.1)
+    _mutate(js, lambda d: d["frames"][3].update(fl_x=20.0))
+    with pytest.raises(InputError, match="different 'fl_x'"):
+        load_scene(tmp_path, "test")

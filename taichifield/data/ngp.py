@@ -9,7 +9,8 @@ Format (Müller et al., 2022, ``scripts/colmap2nerf.py``)::
      "frames": [{"file_path": "images/0001.jpg", "transform_matrix": [[...4x4, OpenGL...]]}]}
 
 ``fl_y`` defaults to ``fl_x``; ``fl_x`` may instead come from ``camera_angle_x``; ``cx, cy``
-default to the image centre; ``w, h`` (when given) must match the images.
+default to the image centre; ``w, h`` (when given) must match the images. Intrinsics stored
+per frame (nerfstudio) are accepted when all frames share them.
 
 Splits: the file holds every frame. ``split="train"`` takes all frames except every 8th
 (frame indices 0, 8, 16, ... in file order are held out), ``"test"`` and ``"val"`` take exactly
@@ -81,6 +82,23 @@ def _aabb(data: dict[str, Any], path: Path) -> torch.Tensor:
     return torch.tensor(np.stack([centre - half, centre + half]), dtype=torch.float32)
 
 
+_INTRINSICS = ("fl_x", "fl_y", "cx", "cy", "w", "h", "k1", "k2", "p1", "p2", "camera_angle_x")
+
+
+def _shared_intrinsics(data: dict[str, Any], frames: list[Any], path: Path) -> dict[str, Any]:
+    """nerfstudio may store intrinsics per frame: accept them when every frame agrees."""
+    per_frame = [k for k in _INTRINSICS if k not in data and isinstance(frames[0], dict) and k in frames[0]]
+    if not per_frame:
+        return data
+    merged = dict(data)
+    for k in per_frame:
+        values = {repr(fr.get(k)) if isinstance(fr, dict) else None for fr in frames}
+        if len(values) != 1:
+            raise InputError(f"{path}: frames have different {k!r} (one shared camera is supported)")
+        merged[k] = frames[0][k]
+    return merged
+
+
 def load_ngp(path: str | Path, split: str = "train", downscale: int = 1,
              background: Sequence[float] = (1.0, 1.0, 1.0)) -> Views:
     """Load a split of an instant-ngp ``transforms.json`` (a file or the folder holding it).
@@ -102,6 +120,7 @@ def load_ngp(path: str | Path, split: str = "train", downscale: int = 1,
     frames = require(data, "frames", path)
     if not isinstance(frames, list) or not frames:
         raise InputError(f"{path}: 'frames' must be a non-empty list")
+    data = _shared_intrinsics(data, frames, path)
     chosen = _select(len(frames), split, path)
     if not chosen:
         raise InputError(f"{path}: split {split!r} has no frames ({len(frames)} frames in the file)")
