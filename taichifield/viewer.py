@@ -22,19 +22,19 @@ import logging
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from .data.points import POINT_SUFFIXES, read_geometry
 from .errors import InputError, TaichiFieldError
 
 __all__ = ["view", "load_geometries"]
 
 log = logging.getLogger(__name__)
 
-MESH_EXT = {".ply", ".obj", ".off"}
-POINT_EXT = {".xyz", ".npy", ".npz"}
 _PALETTE = np.array([[0.75, 0.75, 0.78], [0.85, 0.55, 0.35], [0.40, 0.60, 0.85], [0.55, 0.80, 0.45]])
 
 
@@ -106,13 +106,20 @@ def _scene_geometries(path: Path) -> list[Any]:
 
 def _sdf_geometries(path: Path, resolution: int, color: np.ndarray) -> list[Any]:
     from .geometry.mesh_io import load_mesh, save_mesh
-    from .train.sdf import extract_sdf_mesh
 
     cache = path.with_name(f"{path.stem}.mesh{resolution}.ply")
     if cache.exists() and cache.stat().st_mtime >= path.stat().st_mtime:
         v, f = load_mesh(cache)
     else:
-        v, f = extract_sdf_mesh(path, resolution=resolution)
+        from . import runtime
+        from .geometry.extract import extract_mesh
+        from .train.sdf import load_sdf
+
+        runtime.ensure_init()
+        sdf = load_sdf(path)
+        v, f = extract_mesh(sdf, resolution, sdf.bbox(1.0))
+        if len(f) == 0:
+            raise InputError(f"{path}: the SDF has no zero level set inside its box; nothing to show")
         save_mesh(cache, v, f)
         log.info("cached the extracted mesh in %s", cache)
     return [_mesh_geometry(v, f, color)]
@@ -151,10 +158,9 @@ def load_geometries(paths: Sequence[str | os.PathLike[str]], sdf_resolution: int
                 geoms += _nerf_geometries(path, data)
             else:
                 raise InputError(f"{path}: a {data['kind']!r} checkpoint has no 3D content to view")
-        elif path.suffix.lower() in MESH_EXT | POINT_EXT:
-            from .data.points import load_point_cloud_or_mesh
+        elif path.suffix.lower() in POINT_SUFFIXES:
 
-            pts, normals, faces = load_point_cloud_or_mesh(path)
+            pts, normals, faces = read_geometry(path)
             if faces is not None and len(faces):
                 geoms.append(_mesh_geometry(pts, faces, color))
             else:
@@ -185,6 +191,8 @@ def _display(need: bool) -> Iterator[None]:
         proc.kill()
         raise TaichiFieldError("could not start Xvfb for the off-screen screenshot")
     os.environ["DISPLAY"] = f":{number}"
+    if not os.environ.get("XDG_RUNTIME_DIR"):  # GLFW complains on stderr without one
+        os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="taichifield-xdg-")
     try:
         yield
     finally:
