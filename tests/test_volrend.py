@@ -132,3 +132,9 @@ def test_visible_samples(arch):
     opaque_only = visible_samples(sig, ts, te, ri, 30, alpha_threshold=0.5)
     alpha = 1 - torch.exp(-sig * (te - ts))
     assert torch.equal(opaque_only, want & (alpha > 0.5))
+
+
+def test_ray_indices_out_of_range_are_refused():
+    x = torch.ones(2)
+    with pytest.raises(ValueError, match="ray_indices"):
+        volume_render(x, torch.ones(2, 3), x * 0, x, torch.tensor([0, 3], dtype=torch.int32), 3)

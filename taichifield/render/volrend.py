@@ -82,7 +82,10 @@ def pack_info(ray_indices: torch.Tensor, n_rays: int) -> tuple[torch.Tensor, tor
     """
     offsets = torch.zeros(n_rays, dtype=torch.int32, device=ray_indices.device)
     ends = torch.zeros(n_rays, dtype=torch.int32, device=ray_indices.device)  # zeros for S == 0
-    if ray_indices.numel() > 0 and n_rays > 0:
+    if ray_indices.numel() > 0:
+        first, last = int(ray_indices[0]), int(ray_indices[-1])
+        if first < 0 or last >= n_rays or first > last:
+            raise ValueError(f"ray_indices must be sorted and in [0, {n_rays}), got first {first}, last {last}")
         _pack_info(ray_indices.to(torch.int32).contiguous(), offsets, ends)
     return offsets, (ends - offsets).contiguous()
 
