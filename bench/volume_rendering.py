@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 
 import torch
@@ -61,14 +62,14 @@ def time_fn(fn, batch, n_rays: int, repeats: int) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rays", type=int, default=4096)
     ap.add_argument("--min-samples", type=int, default=64)
     ap.add_argument("--max-samples", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--arch", default="cpu")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     arch = runtime.init(args.arch)
     device = runtime.device()
     batch = make_batch(args.rays, args.min_samples, args.max_samples, device)
@@ -86,7 +87,8 @@ def main() -> None:
     print(f"taichi  fwd+bwd: {t_taichi * 1e3:8.2f} ms  {S / t_taichi / 1e6:8.2f} M samples/s")
     print(f"torch   fwd+bwd: {t_torch * 1e3:8.2f} ms  {S / t_torch / 1e6:8.2f} M samples/s")
     print(f"speed-up taichi/torch: {t_torch / t_taichi:.1f}x (goal >= 5x)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
