@@ -87,7 +87,10 @@ def run_mesh_sdf(ckpt: Path, out: Path, *, res: int, level: float, quiet: bool =
     _mesh_suffix(out)
     sdf = load_sdf(ckpt)
     with torch.no_grad(), Progress("mesh sdf", total=None, quiet=quiet, unit="pts") as bar:
-        verts, faces = extract_mesh(sdf, res, sdf.bbox(1.0), level=level, batch_size=batch_size, progress=bar)
+        def progress(done: int, total: int) -> None:
+            bar.update(completed=done, info=f"of ~{total:,} field evaluations")
+
+        verts, faces = extract_mesh(sdf, res, sdf.bbox(1.0), level=level, batch_size=batch_size, progress=progress)
     verts, faces = _as_numpy(verts), _as_numpy(faces)
     if len(faces) == 0:
         from taichifield.errors import TaichiFieldError

@@ -237,6 +237,8 @@ def _read_off(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | N
 
 
 def _read_columns(path: Path) -> tuple[np.ndarray, np.ndarray | None, None]:
+    if not path.read_text(errors="replace").strip():
+        return np.zeros((0, 3)), None, None
     arr = np.loadtxt(path, dtype=np.float64, ndmin=2, comments="#")
     return _split_columns(path, arr)
 

@@ -1,0 +1,76 @@
+"""SDF fields: geometric init is a sphere SDF, SIREN init bounds, gradients (autograd vs FD)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from taichifield.fields.sdf import build_sdf_field, finite_difference_gradient
+
+
+def _points(n: int = 2000, seed: int = 0) -> torch.Tensor:
+    return torch.rand((n, 3), generator=torch.Generator().manual_seed(seed)) * 1.6 - 0.8
+
+
+@pytest.mark.parametrize("activation", ["softplus", "relu"])
+def test_geometric_init_is_a_sphere_sdf(activation: str) -> None:
+    torch.manual_seed(0)
+    field = build_sdf_field("relu", hidden=256, layers=4, radius=0.5, activation=activation)
+    x = _points()
+    with torch.no_grad():
+        u = field(x)
+    r = x.norm(dim=-1)
+    # SAL's init is a sphere SDF up to O(1/sqrt(width)) noise: u ~ |x| - 0.5
+    assert (u - (r - 0.5)).abs().mean() < 0.15
+    assert torch.corrcoef(torch.stack([u, r]))[0, 1] > 0.8
+    assert bool((u[r < 0.2] < 0).all()) and bool((u[r > 0.9] > 0).all())
+    _, g = field.value_and_gradient(x, create_graph=False)
+    assert (g.norm(dim=-1) - 1).abs().mean() < 0.3
+    assert torch.nn.functional.cosine_similarity(g, x, dim=-1).mean() > 0.95
+
+
+def test_hashgrid_field_starts_as_the_sphere_and_uses_finite_differences() -> None:
+    torch.manual_seed(0)
+    field = build_sdf_field("hashgrid", log2_table_size=12, n_levels=4, max_resolution=64)
+    assert field.fd_step == pytest.approx(2 / 64)
+    x = _points(500)
+    u, g = field.value_and_gradient(x)
+    assert (u - (x.norm(dim=-1) - 0.5)).abs().mean() < 0.15
+    assert g.requires_grad  # differentiable w.r.t. the parameters (for the eikonal term)
+    g.norm(dim=-1).sum().backward()
+    assert field.encoding.params.grad.abs().sum() > 0 if hasattr(field.encoding, "params") else True
+
+
+def test_siren_init_bounds() -> None:
+    field = build_sdf_field("siren", hidden=64, layers=3)
+    first, second = field.linears[0], field.linears[1]
+    assert first.weight.abs().max() <= 1 / 3
+    assert second.weight.abs().max() <= math.sqrt(6 / 64) / 30 + 1e-9
+    assert field(_points(10)).shape == (10,)
+
+
+def test_finite_differences_match_autograd() -> None:
+    torch.manual_seed(1)
+    field = build_sdf_field("siren", hidden=32, layers=2).double()
+    x = _points(50).double()
+    u, g = field.value_and_gradient(x, create_graph=False)
+    u_fd, g_fd = finite_difference_gradient(field, x, 1e-5)
+    torch.testing.assert_close(u_fd, u)
+    torch.testing.assert_close(g_fd, g, atol=1e-6, rtol=1e-5)
+
+
+def test_double_backprop_gives_parameter_gradients_of_the_eikonal_term() -> None:
+    field = build_sdf_field("relu", hidden=16, layers=2)
+    _, g = field.value_and_gradient(_points(20))
+    ((g.norm(dim=-1) - 1) ** 2).mean().backward()
+    assert all(lin.weight.grad is not None for lin in field.linears)  # biases of the last layer do not move grad u
+    assert field.linears[0].weight.grad.abs().sum() > 0
+
+
+def test_unknown_model_or_option() -> None:
+    with pytest.raises(ValueError, match="unknown SDF model"):
+        build_sdf_field("nerf")
+    with pytest.raises(ValueError, match="widht"):
+        build_sdf_field("relu", widht=3)
