@@ -12,7 +12,7 @@ Note:
 
 # no `from __future__ import annotations`: Taichi reads kernel annotations at runtime
 
-from typing import Literal
+from typing import Any, Literal, Sequence
 
 import taichi as ti
 import torch
@@ -54,25 +54,62 @@ def _sh_fwd(d: ti.types.ndarray(ndim=2), degree: ti.template(), out: ti.types.nd
             out[i, 15] = 0.59004358992664352 * x * (-x2 + 3.0 * y2)
 
 
-# The backward is Taichi's own autodiff of _sh_fwd (kernel.grad, via the bridge, into fresh
-# buffers): the kernel is straight-line polynomial code, which Taichi differentiates exactly.
-_OPS: dict[int, TaichiOp] = {}
+@ti.kernel
+def _sh_bwd(d: ti.types.ndarray(ndim=2), degree: ti.template(), grad_out: ti.types.ndarray(ndim=2),
+            grad_d: ti.types.ndarray(ndim=2)):
+    """d(sum_j g_j Y_j)/d(x, y, z): the hand-differentiated polynomials of :func:`_sh_fwd`."""
+    for i in range(d.shape[0]):
+        x, y, z = d[i, 0], d[i, 1], d[i, 2]
+        gx, gy, gz = 0.0, 0.0, 0.0
+        if ti.static(degree > 1):
+            a = 0.48860251190291987
+            gy += -a * grad_out[i, 1]
+            gz += a * grad_out[i, 2]
+            gx += -a * grad_out[i, 3]
+        if ti.static(degree > 2):
+            b, c, e = 1.0925484305920792, 0.94617469575755997, 0.54627421529603959
+            g4, g5, g6, g7, g8 = grad_out[i, 4], grad_out[i, 5], grad_out[i, 6], grad_out[i, 7], grad_out[i, 8]
+            gx += b * y * g4 - b * z * g7 + 2.0 * e * x * g8
+            gy += b * x * g4 - b * z * g5 - 2.0 * e * y * g8
+            gz += -b * y * g5 + 2.0 * c * z * g6 - b * x * g7
+        if ti.static(degree > 3):
+            f, g, h, k, m = 0.59004358992664352, 2.8906114426405538, 0.45704579946446572, 0.3731763325901154, 1.4453057213202769
+            x2, y2, z2 = x * x, y * y, z * z
+            g9, g10, g11, g12 = grad_out[i, 9], grad_out[i, 10], grad_out[i, 11], grad_out[i, 12]
+            g13, g14, g15 = grad_out[i, 13], grad_out[i, 14], grad_out[i, 15]
+            gx += (-6.0 * f * x * y * g9 + g * y * z * g10 + h * (1.0 - 5.0 * z2) * g13
+                   + 2.0 * m * x * z * g14 + 3.0 * f * (y2 - x2) * g15)
+            gy += (3.0 * f * (y2 - x2) * g9 + g * x * z * g10 + h * (1.0 - 5.0 * z2) * g11
+                   - 2.0 * m * y * z * g14 + 6.0 * f * x * y * g15)
+            gz += (g * x * y * g10 - 10.0 * h * y * z * g11 + k * (15.0 * z2 - 3.0) * g12
+                   - 10.0 * h * x * z * g13 + m * (x2 - y2) * g14)
+        grad_d[i, 0] = gx
+        grad_d[i, 1] = gy
+        grad_d[i, 2] = gz
 
 
-def _op(degree: int) -> TaichiOp:
-    if degree not in _OPS:
-        _OPS[degree] = TaichiOp(
-            _sh_fwd,
-            outputs=lambda d, deg: [torch.empty(d.shape[0], deg * deg, dtype=d.dtype, device=d.device)],
-            name=f"sh_degree{degree}",
-        )
-    return _OPS[degree]
+def _backward(saved: Sequence[Any], grads: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
+    d, degree = saved
+    (g,) = grads
+    if g is None:
+        return [None, None]
+    grad_d = torch.empty_like(d)
+    _sh_bwd(d, degree, g.to(d.dtype).contiguous(), grad_d)
+    return [grad_d, None]
+
+
+_OP = TaichiOp(
+    _sh_fwd,
+    outputs=lambda d, degree: [torch.empty(d.shape[0], degree * degree, dtype=d.dtype, device=d.device)],
+    backward=_backward,
+    name="spherical_harmonics",
+)
 
 
 def sh_encode(dirs: torch.Tensor, degree: int = 4) -> torch.Tensor:
-    """Taichi SH: (N, 3) unit directions -> (N, degree**2); differentiable (Taichi autodiff, CPU/CUDA)."""
+    """Taichi SH: (N, 3) unit directions -> (N, degree**2); differentiable (hand-written backward kernel)."""
     runtime.ensure_init()
-    return _op(degree)(dirs, degree)
+    return _OP(dirs, degree)
 
 
 def sh_reference(dirs: torch.Tensor, degree: int = 4) -> torch.Tensor:
@@ -108,7 +145,7 @@ class SphericalHarmonicsEncoding(nn.Module):
 
     Args:
         degree: number of bands, 1..4 (4 gives 16 coefficients, as in Instant-NGP).
-        implementation: ``"taichi"`` (kernel + Taichi autodiff backward) or ``"torch"``.
+        implementation: ``"taichi"`` (forward and hand-written backward kernels) or ``"torch"``.
 
     Example:
         >>> SphericalHarmonicsEncoding(4)(F.normalize(torch.randn(8, 3), dim=-1)).shape   # (8, 16)
@@ -129,7 +166,7 @@ class SphericalHarmonicsEncoding(nn.Module):
         """Encode directions (N, 3) -> (N, degree**2)."""
         if dirs.dim() != 2 or dirs.shape[1] != 3:
             raise ValueError(f"SphericalHarmonicsEncoding: expected directions of shape (N, 3), got {tuple(dirs.shape)}")
-        if self.implementation == "torch" or dirs.shape[0] == 0 or (dirs.requires_grad and not runtime.supports_autodiff()):
+        if self.implementation == "torch" or dirs.shape[0] == 0:
             return sh_reference(dirs, self.degree)
         return sh_encode(dirs, self.degree)
 
