@@ -1,0 +1,195 @@
+"""``taichifield train|eval|render|mesh nerf``: NeRF from posed images, end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .apps import eval_app, mesh_app, render_app, train_app
+from .common import ArchOption, Progress, QuietOption, SeedOption, cli_command, start_runtime
+
+DownscaleOption = Annotated[Optional[int], typer.Option("--downscale", help="Integer image downscale factor (default: the training one).")]
+LimitOption = Annotated[Optional[int], typer.Option("--limit", help="Only the first N views of the split.")]
+
+
+class _SceneBar:
+    """A progress bar opened on the first callback of first-use scene rendering."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar: Progress | None = None
+
+    def __call__(self, done: int, total: int, message: str) -> None:
+        if self.bar is None:
+            self.bar = Progress("rendering scene views", total=total, quiet=self.quiet, unit="view").__enter__()
+        self.bar.update(completed=done, info=message)
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+@train_app.command("nerf")
+@cli_command
+def train_nerf_command(
+    scene: Annotated[Optional[str], typer.Argument(help="Scene folder: Blender (transforms_*.json), instant-ngp (transforms.json) or procedural (scene.json, e.g. scenes/lego). Optional with --resume.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default runs/nerf-<scene>-<timestamp>).")] = None,
+    steps: Annotated[int, typer.Option("--steps", help="Total training steps.")] = 20000,
+    time_budget: Annotated[Optional[float], typer.Option("--time-budget", help="Stop and save after this many seconds.")] = None,
+    downscale: Annotated[int, typer.Option("--downscale", help="Integer image downscale factor.")] = 1,
+    encoding: Annotated[str, typer.Option("--encoding", "-e", help="Position encoding: hashgrid (Instant-NGP) or frequency (original NeRF).")] = "hashgrid",
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this folder (or ckpt.pt).")] = None,
+    target_samples: Annotated[Optional[int], typer.Option("--target-samples", help="Samples per step (default 2^16 on CPU, 2^18 on CUDA).")] = None,
+    log2_table_size: Annotated[int, typer.Option("--log2-table-size", help="Hash table entries per level, log2.")] = 19,
+    arch: ArchOption = "auto",
+    seed: SeedOption = 0,
+    quiet: QuietOption = False,
+) -> None:
+    """Train a NeRF (hash grid + occupancy-grid marcher + Taichi volume rendering).
+
+    Writes RUN/ckpt.pt (atomically, periodically and at the end) and RUN/metrics.json.
+
+    Example:
+
+        taichifield train nerf scenes/lego --time-budget 300 --downscale 2 --out runs/lego
+    """
+    from taichifield.errors import InputError
+
+    if encoding not in ("hashgrid", "frequency"):
+        raise InputError(f"--encoding {encoding!r}: choose hashgrid or frequency")
+    if scene is None and resume is None:
+        raise InputError("give a SCENE folder (or --resume RUN)")
+    chosen = start_runtime(arch, seed)
+    from taichifield.fields.nerf import NerfConfig
+    from taichifield.train.nerf import NerfTrainConfig, run_train_nerf
+
+    config = NerfTrainConfig(scene=scene or "", out=str(out) if out else None, steps=steps, time_budget=time_budget,
+                             downscale=downscale, seed=seed, target_samples=target_samples,
+                             model=NerfConfig(encoding=encoding, log2_table_size=log2_table_size))  # type: ignore[arg-type]
+    scene_bar = _SceneBar(quiet)
+    label = Path(scene).name if scene else Path(resume).name  # type: ignore[arg-type]
+    with Progress(f"nerf [{label}]", total=steps, quiet=quiet, unit="step") as bar:
+
+        def on_step(step: int, stats: dict[str, Any]) -> None:
+            info = None
+            if stats:
+                info = (f"loss {stats['loss']:.4f} psnr {stats['psnr']:.2f} dB "
+                        f"{stats['samples_per_s'] / 1e6:.2f} M samples/s {int(stats['rays'])} rays")
+            bar.update(completed=step, info=info)
+
+        try:
+            result = run_train_nerf(config, resume=resume, progress=on_step, scene_progress=scene_bar)
+        finally:
+            scene_bar.close()
+    test = f", test PSNR {result.test_psnr:.2f} dB" if result.test_psnr is not None else ""
+    typer.echo(f"nerf: {config.model.encoding} on {chosen}, {result.step} steps in {result.seconds:.0f} s "
+               f"({result.stopped}), train PSNR {result.train_psnr:.2f} dB{test} -> {result.run_dir}/ckpt.pt")
+
+
+@eval_app.command("nerf")
+@cli_command
+def eval_nerf_command(
+    ckpt: Annotated[Path, typer.Argument(help="NeRF checkpoint (RUN/ckpt.pt or RUN).")],
+    scene: Annotated[str, typer.Argument(help="Scene folder with ground-truth views.")],
+    split: Annotated[str, typer.Option("--split", help="Split to score: train, val or test.")] = "test",
+    downscale: DownscaleOption = None,
+    limit: LimitOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics (with per-view values) as JSON.")] = False,
+    arch: ArchOption = "auto",
+    quiet: QuietOption = False,
+) -> None:
+    """PSNR and SSIM of a trained NeRF on a split, against ground truth on white.
+
+    Example:
+
+        taichifield eval nerf runs/lego/ckpt.pt scenes/lego --split test --limit 20
+    """
+    import json
+
+    start_runtime(arch)
+    from taichifield.train.nerf_eval import evaluate_nerf
+
+    scene_bar = _SceneBar(quiet or as_json)
+    with Progress(f"eval [{split}]", total=limit, quiet=quiet or as_json, unit="view") as bar:
+        try:
+            result = evaluate_nerf(ckpt, scene, split, downscale=downscale, limit=limit,
+                                   progress=lambda i, n: bar.update(completed=i), scene_progress=scene_bar)
+        finally:
+            scene_bar.close()
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        typer.echo(f"eval: {result.n_views} {split} views, PSNR {result.psnr:.2f} dB, SSIM {result.ssim:.4f}")
+
+
+@render_app.command("nerf")
+@cli_command
+def render_nerf_command(
+    ckpt: Annotated[Path, typer.Argument(help="NeRF checkpoint (RUN/ckpt.pt or RUN).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for split frames; video file (.mp4 or .gif) with --orbit.")],
+    scene: Annotated[Optional[str], typer.Option("--scene", help="Scene whose split poses to render.")] = None,
+    split: Annotated[str, typer.Option("--split", help="Split whose poses to render.")] = "test",
+    downscale: DownscaleOption = None,
+    limit: LimitOption = None,
+    orbit: Annotated[bool, typer.Option("--orbit", help="Render a circle of novel views into a video instead.")] = False,
+    frames: Annotated[int, typer.Option("--frames", help="Orbit frames.")] = 120,
+    resolution: Annotated[int, typer.Option("--resolution", help="Orbit frame width = height.")] = 400,
+    arch: ArchOption = "auto",
+    quiet: QuietOption = False,
+) -> None:
+    """Render a split's views (DIR/<frame name>.png, on white) or an orbit video.
+
+    Examples:
+
+        taichifield render nerf runs/lego/ckpt.pt --scene scenes/lego --split test --limit 8 --out renders/
+
+        taichifield render nerf runs/lego/ckpt.pt --orbit --frames 120 --out orbit.mp4
+    """
+    from taichifield.errors import InputError
+
+    start_runtime(arch)
+    from taichifield.train.nerf_eval import render_orbit, render_split
+
+    if orbit:
+        with Progress("orbit", total=frames, quiet=quiet, unit="frame") as bar:
+            path = render_orbit(ckpt, out, frames=frames, resolution=resolution, progress=lambda i, n: bar.update(completed=i))
+        kind = "GIF (imageio-ffmpeg not installed)" if path.suffix == ".gif" and out.suffix.lower() != ".gif" else path.suffix[1:].upper()
+        typer.echo(f"render: {frames} orbit frames -> {path} ({kind})")
+        return
+    if scene is None:
+        raise InputError("render nerf needs --scene SCENE (or --orbit)")
+    scene_bar = _SceneBar(quiet)
+    with Progress(f"render [{split}]", total=limit, quiet=quiet, unit="view") as bar:
+        try:
+            paths = render_split(ckpt, scene, out, split, downscale=downscale, limit=limit,
+                                 progress=lambda i, n: bar.update(completed=i), scene_progress=scene_bar)
+        finally:
+            scene_bar.close()
+    typer.echo(f"render: {len(paths)} {split} views -> {out}/")
+
+
+@mesh_app.command("nerf")
+@cli_command
+def mesh_nerf_command(
+    ckpt: Annotated[Path, typer.Argument(help="NeRF checkpoint (RUN/ckpt.pt or RUN).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Mesh file (.ply or .obj).")],
+    res: Annotated[int, typer.Option("--res", help="Marching cubes grid resolution over the scene box.")] = 256,
+    threshold: Annotated[float, typer.Option("--threshold", help="Density isovalue sigma.")] = 10.0,
+    arch: ArchOption = "auto",
+) -> None:
+    """Extract the density isosurface of a NeRF with Taichi marching cubes.
+
+    Example:
+
+        taichifield mesh nerf runs/lego/ckpt.pt --res 256 --threshold 10 --out lego.ply
+    """
+    start_runtime(arch)
+    from taichifield.train.nerf_eval import mesh_nerf
+
+    path, nv, nf = mesh_nerf(ckpt, out, resolution=res, threshold=threshold)
+    typer.echo(f"mesh: {nv} vertices, {nf} faces -> {path}")

@@ -1,0 +1,206 @@
+"""Using a trained NeRF: PSNR/SSIM on a split, rendering a split or an orbit, density meshes.
+
+These are the library ends of ``taichifield eval|render|mesh nerf``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..atomic import atomic_path
+from ..errors import InputError
+from .nerf_render import LoadedNerf, load_nerf, orbit_poses, render_view
+from .ssim import psnr_images, ssim
+
+__all__ = ["EvalResult", "evaluate_nerf", "render_split", "render_orbit", "mesh_nerf"]
+
+log = logging.getLogger(__name__)
+
+ViewProgress = Callable[[int, int], None]
+
+
+@dataclass
+class EvalResult:
+    """Mean and per-view metrics of one split."""
+
+    split: str
+    n_views: int
+    psnr: float
+    ssim: float
+    per_view: list[dict[str, float | str]]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"split": self.split, "n_views": self.n_views, "psnr": self.psnr, "ssim": self.ssim,
+                "per_view": self.per_view}
+
+
+def _load_views(scene: str, split: str, downscale: int | None, loaded: LoadedNerf, progress: Callable | None):  # type: ignore[no-untyped-def]
+    from ..data import load_scene
+    from ..scenes.prepare import prepare_scene
+
+    prepare_scene(scene, splits=[split], progress=progress)
+    k = int(downscale if downscale is not None else loaded.meta.get("downscale", 1))
+    return load_scene(scene, split, k)
+
+
+def _render_index(loaded: LoadedNerf, views, i: int) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    return render_view(loaded.field, loaded.grid, views.c2w[i], views.width, views.height, views.fx, views.fy,
+                       views.cx, views.cy, near=views.near, far=views.far, step_size=loaded.step_size,
+                       background=loaded.background, distortion=views.distortion)
+
+
+def evaluate_nerf(
+    ckpt: str | os.PathLike[str],
+    scene: str,
+    split: str = "test",
+    *,
+    downscale: int | None = None,
+    limit: int | None = None,
+    progress: ViewProgress | None = None,
+    scene_progress: Callable[[int, int, str], None] | None = None,
+) -> EvalResult:
+    """Render the first ``limit`` views of ``split`` and score them against the ground truth.
+
+    Ground truth is composited on the training background (white); PSNR per view is
+    averaged (the usual NeRF protocol), SSIM is :func:`taichifield.train.ssim.ssim`.
+    ``downscale`` defaults to the training downscale.
+    """
+    loaded = load_nerf(ckpt)
+    views = _load_views(scene, split, downscale, loaded, scene_progress)
+    n = len(views) if limit is None else min(int(limit), len(views))
+    if n < 1:
+        raise InputError(f"{scene}: split {split!r} has no views to evaluate")
+    rows: list[dict[str, float | str]] = []
+    for i in range(n):
+        pred = _render_index(loaded, views, i)
+        gt = views.rgb(loaded.background, index=i)
+        rows.append({"view": views.file_names[i], "psnr": psnr_images(pred, gt),
+                     "ssim": ssim(pred, gt) if min(views.width, views.height) >= 11 else float("nan")})
+        if progress is not None:
+            progress(i + 1, n)
+    mean = lambda key: sum(float(r[key]) for r in rows) / len(rows)  # noqa: E731
+    return EvalResult(split, n, mean("psnr"), mean("ssim"), rows)
+
+
+def _write_image(path: Path, rgb: torch.Tensor) -> None:
+    import imageio.v3 as iio
+
+    with atomic_path(path) as tmp:
+        iio.imwrite(tmp, (rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy(), extension=".png")
+
+
+def render_split(
+    ckpt: str | os.PathLike[str],
+    scene: str,
+    out_dir: str | os.PathLike[str],
+    split: str = "test",
+    *,
+    downscale: int | None = None,
+    limit: int | None = None,
+    progress: ViewProgress | None = None,
+    scene_progress: Callable[[int, int, str], None] | None = None,
+) -> list[Path]:
+    """Write ``out_dir/<frame file name>.png`` for the split's views, in order (RGB on white)."""
+    loaded = load_nerf(ckpt)
+    views = _load_views(scene, split, downscale, loaded, scene_progress)
+    n = len(views) if limit is None else min(int(limit), len(views))
+    out = Path(out_dir)
+    written = []
+    for i in range(n):
+        name = Path(views.file_names[i]).stem + ".png"
+        _write_image(out / name, _render_index(loaded, views, i))
+        written.append(out / name)
+        if progress is not None:
+            progress(i + 1, n)
+    return written
+
+
+def render_orbit(
+    ckpt: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    frames: int = 120,
+    resolution: int = 400,
+    radius: float = 4.0,
+    elevation: float = 30.0,
+    camera_angle_x: float = 0.6911112070083618,
+    fps: int = 30,
+    progress: ViewProgress | None = None,
+) -> Path:
+    """Render novel views on a circle around the object into a video.
+
+    MP4 needs ``imageio-ffmpeg``; without it (or for a ``.gif`` name) a GIF is written
+    next to the requested name. Returns the path actually written.
+    """
+    import math
+
+    import imageio.v2 as iio2
+
+    loaded = load_nerf(ckpt)
+    poses = orbit_poses(frames, radius, elevation)
+    f = 0.5 * resolution / math.tan(0.5 * camera_angle_x)
+    near, far = float(loaded.meta.get("near", 2.0)), float(loaded.meta.get("far", 6.0))
+    images = []
+    for i in range(frames):
+        img = render_view(loaded.field, loaded.grid, poses[i], resolution, resolution, f, f, resolution / 2,
+                          resolution / 2, near=near, far=far, step_size=loaded.step_size, background=loaded.background)
+        images.append((img.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy())
+        if progress is not None:
+            progress(i + 1, frames)
+    path = Path(out)
+    if path.suffix.lower() != ".gif":
+        try:
+            import imageio_ffmpeg  # noqa: F401
+        except ImportError:
+            log.warning("imageio-ffmpeg is not installed: writing a GIF instead of %s", path.name)
+            path = path.with_suffix(".gif")
+    with atomic_path(path) as tmp:
+        if path.suffix.lower() == ".gif":
+            iio2.mimsave(tmp, images, format="GIF", duration=1000 / fps, loop=0)
+        else:
+            iio2.mimsave(tmp, images, format="FFMPEG", fps=fps, macro_block_size=1)
+    return path
+
+
+def mesh_nerf(
+    ckpt: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    resolution: int = 256,
+    threshold: float = 10.0,
+) -> tuple[Path, int, int]:
+    """Extract the density isosurface ``sigma = threshold`` with Taichi marching cubes.
+
+    The field ``threshold - sigma`` is negative inside (an SDF-like sign convention), so
+    :func:`taichifield.geometry.extract.extract_mesh` applies as for SDFs.
+
+    Returns:
+        (path written, number of vertices, number of faces).
+    """
+    from ..geometry.extract import extract_mesh
+    from ..geometry.mesh_io import save_mesh
+
+    loaded = load_nerf(ckpt)
+    field = loaded.field
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return threshold - field.density(x.to(field.aabb.device))
+
+    verts, faces = extract_mesh(fn, resolution, field.aabb.cpu(), level=0.0)
+    if len(faces) == 0:
+        raise InputError(f"{ckpt}: no density above {threshold:g} in the scene box (try a lower --threshold)")
+    save_mesh(out, verts, faces)
+    return Path(out), int(len(verts)), int(len(faces))
+
+
+def write_eval_json(result: EvalResult, path: str | os.PathLike[str]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
