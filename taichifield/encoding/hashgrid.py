@@ -330,6 +330,11 @@ class HashGridEncoding(nn.Module):
             return hashgrid_reference(x, self.table, self.meta, self.log2_table_size, self.n_features)
         if x.shape[0] == 0:
             return x.new_zeros(0, self.output_dim) + 0.0 * self.table[:1].sum()
+        if x.device != self.table.device or self.table.device != runtime.device():
+            raise ValueError(
+                f"HashGridEncoding: x is on {x.device} and the table on {self.table.device}, but Taichi "
+                f"(arch {runtime.current_arch()}) takes tensors on {runtime.device()}: move both there"
+            )
         return hashgrid_encode(x, self.table, self.meta, self.log2_table_size, self.n_features)
 
     def extra_repr(self) -> str:
