@@ -97,7 +97,10 @@ def _frusta(c2w: np.ndarray, fx: float, fy: float, width: int, height: int, size
 
 def _scene_geometries(path: Path) -> list[Any]:
     from .data import load_scene
+    from .scenes.prepare import is_procedural, prepare_scene
 
+    if is_procedural(path):
+        prepare_scene(path, ["train"])  # a shipped procedural scene renders its views on first use
     views = load_scene(path, split="train")
     aabb = np.asarray(views.aabb, np.float64)
     size = 0.08 * float(np.linalg.norm(aabb[1] - aabb[0]))
@@ -125,12 +128,22 @@ def _sdf_geometries(path: Path, resolution: int, color: np.ndarray) -> list[Any]
     return [_mesh_geometry(v, f, color)]
 
 
-def _nerf_geometries(path: Path, data: dict[str, Any]) -> list[Any]:
-    from .train.nerf import occupied_cell_centres
+def _nerf_geometries(path: Path) -> list[Any]:
+    """Occupied cells of the innermost grid level (as points), the scene box and the cameras."""
+    from . import runtime
+    from .train.nerf_render import load_nerf
 
-    centres, aabb, scene = occupied_cell_centres(data)
+    runtime.ensure_init()
+    loaded = load_nerf(path)
+    grid = loaded.grid
+    occ = grid.occupied_mask()[0].cpu().numpy()
+    idx = np.argwhere(occ).astype(np.float64)
+    centre, half = (grid._box[:3].cpu().numpy(), grid._box[3:].cpu().numpy())
+    centres = centre + ((idx + 0.5) / grid.resolution * 2.0 - 1.0) * half
+    aabb = np.stack([centre - half, centre + half])
     geoms = [_points_geometry(centres, None, np.array([0.3, 0.5, 0.9])), _box_lines(aabb)]
-    if scene is not None and Path(scene).exists():
+    scene = loaded.config.get("scene")
+    if scene and Path(scene).exists():
         try:
             geoms += _scene_geometries(Path(scene))[1:]
         except TaichiFieldError as exc:
@@ -155,7 +168,7 @@ def load_geometries(paths: Sequence[str | os.PathLike[str]], sdf_resolution: int
             if data["kind"] == "sdf":
                 geoms += _sdf_geometries(path, sdf_resolution, color)
             elif data["kind"] == "nerf":
-                geoms += _nerf_geometries(path, data)
+                geoms += _nerf_geometries(path)
             else:
                 raise InputError(f"{path}: a {data['kind']!r} checkpoint has no 3D content to view")
         elif path.suffix.lower() in POINT_SUFFIXES:
