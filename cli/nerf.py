@@ -109,9 +109,13 @@ def eval_nerf_command(
 
         taichifield eval nerf runs/lego/ckpt.pt scenes/lego --split test --limit 20
     """
+    import contextlib
     import json
+    import sys
 
-    start_runtime(arch)
+    # ti.init prints "[Taichi] Starting on arch=..." on stdout; keep stdout pure JSON
+    with contextlib.redirect_stdout(sys.stderr):
+        start_runtime(arch)
     from taichifield.train.nerf_eval import evaluate_nerf
 
     scene_bar = _SceneBar(quiet or as_json)
