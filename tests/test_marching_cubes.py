@@ -157,6 +157,13 @@ def test_empty_results():
     assert v.shape == (0, 3) and f.shape == (0, 3)
 
 
+def test_nan_far_from_the_surface_is_ignored():
+    vol = sphere(16)
+    vol[8, 8, 8] = np.nan  # deep inside (negative, as NaN counts): no sign change around it
+    v, f = marching_cubes(vol, 0.0)
+    assert np.isfinite(v).all() and np.all(edge_use(f) == 2)
+
+
 def test_tiny_volume_single_cell():
     vol = np.ones((2, 2, 2), dtype=np.float32)
     vol[0, 0, 0] = -1.0
@@ -172,7 +179,7 @@ def test_tiny_volume_single_cell():
     [
         (np.zeros((4, 4)), "3-D"),
         (np.zeros((1, 4, 4)), "2x2x2"),
-        (np.full((3, 3, 3), np.nan), "NaN"),
+        (np.where(np.arange(27).reshape(3, 3, 3) == 13, np.nan, np.arange(27).reshape(3, 3, 3) - 4.0), "NaN"),
         (np.array([[["a"]]]), "numeric"),
         (np.zeros((3, 3, 3), dtype=np.complex64), "real"),
         ([[[0.0]]], "numpy array or torch tensor"),

@@ -8,9 +8,10 @@ crossed grid edge.
 The work is organised by grid rows ``(i, j)`` (all ``k``), as in Flying Edges
 (Schroeder et al. 2015), so every pass is parallel and its output order deterministic:
 
-1. ``_scan`` (read-only, branch-free: LLVM vectorises it): per row, the number of
-   crossed edges its points own (their ``+x, +y, +z`` edges) and the k range where
-   anything happens. ``_cases`` visits only that range and writes one int32 code per
+1. ``_pack_signs`` packs the signs ``value > level`` into 32-bit words (the only pass
+   over every voxel); ``_scan`` works on 32 points per step with bit operations: per
+   row, the number of crossed edges its points own (their ``+x, +y, +z`` edges) and
+   the k range where anything happens. ``_cases`` visits only that range and writes one int32 code per
    point there: the crossed owned edges and the table row of its cell; it counts the
    row's triangles.
 2. exclusive prefix sums over rows give each row its first vertex and triangle id.
@@ -106,35 +107,84 @@ def _gt(a: ti.f32, level: ti.f32) -> ti.i32:
 
 
 @ti.kernel
-def _scan(vol: ti.types.ndarray(ndim=3), level: ti.f32, counts: ti.types.ndarray()):
-    """Pass 1, read-only and branch-free so LLVM vectorises it: per row (i, j) the number
-    of crossed edges its points own (+x, +y, +z), the k range [first, last) where a point
-    owns a crossed edge or a cell is non-empty, and a NaN/inf flag (counts[i, j, 0/3/4/5])."""
-    X, Y, Z = vol.shape[0], vol.shape[1], vol.shape[2]
+def _pack_signs(vol: ti.types.ndarray(ndim=3), level: ti.f32, bits: ti.types.ndarray(ndim=3)):
+    """Pass 1a, the only pass over every voxel: bit b of ``bits[i, j, w]`` is
+    ``vol[i, j, 32 w + b] > level`` (0 past the end; NaN counts as below)."""
+    Z = vol.shape[2]
+    for i, j, w in ti.ndrange(vol.shape[0], vol.shape[1], bits.shape[2]):
+        word = ti.u32(0)
+        if w * 32 + 32 <= Z:
+            for b in ti.static(range(32)):
+                word |= ti.select(vol[i, j, w * 32 + b] > level, ti.u32(1), ti.u32(0)) << b
+        else:
+            for b in range(Z - w * 32):
+                word |= ti.select(vol[i, j, w * 32 + b] > level, ti.u32(1), ti.u32(0)) << ti.cast(b, ti.u32)
+        bits[i, j, w] = ti.bit_cast(word, ti.i32)
+
+
+@ti.func
+def _word(bits: ti.template(), i: ti.i32, j: ti.i32, w: ti.i32) -> ti.u32:
+    r = ti.u32(0)
+    if w < bits.shape[2]:
+        r = ti.bit_cast(bits[i, j, w], ti.u32)
+    return r
+
+
+@ti.func
+def _popcnt(x: ti.u32) -> ti.i32:
+    return ti.cast(ti.math.popcnt(x), ti.i32)
+
+
+@ti.func
+def _msb(x: ti.u32) -> ti.i32:
+    """Index of the highest set bit of x != 0 (portable: Taichi's clz breaks SPIR-V)."""
+    n = 0
+    for sh in ti.static((16, 8, 4, 2, 1)):
+        if (x >> sh) != ti.u32(0):
+            n += sh
+            x >>= sh
+    return n
+
+
+@ti.kernel
+def _scan(bits: ti.types.ndarray(ndim=3), Z: ti.i32, counts: ti.types.ndarray()):
+    """Pass 1b on the sign bits, 32 points per step: per row (i, j) the number of crossed
+    edges its points own (+x, +y, +z) and the k range [first, last) where a point owns a
+    crossed edge or a cell is non-empty (counts[i, j, 0/3/4]).
+
+    Note: Taichi's Vulkan backend uploads only arrays a kernel reads; arrays it only
+    writes come back with stale device memory wherever the kernel did not write."""
+    X, Y, W = bits.shape[0], bits.shape[1], bits.shape[2]
     for i, j in ti.ndrange(X, Y):
-        i1, j1 = ti.min(i + 1, X - 1), ti.min(j + 1, Y - 1)  # clamped: a clamped edge never crosses
-        cells = ti.select(i + 1 < X and j + 1 < Y, 1, 0)
-        s00, s10, s01, s11 = _gt(vol[i, j, 0], level), _gt(vol[i1, j, 0], level), _gt(vol[i, j1, 0], level), _gt(vol[i1, j1, 0], level)
-        nv, bad = 0, 0
+        i1, j1 = ti.min(i + 1, X - 1), ti.min(j + 1, Y - 1)  # clamped: same bits, no crossing
+        cells = i + 1 < X and j + 1 < Y
+        nv = 0
         first, last = Z, 0
-        for k in range(Z):
-            k1 = ti.min(k + 1, Z - 1)
-            a = vol[i, j, k1]
-            t00, t10, t01, t11 = _gt(a, level), _gt(vol[i1, j, k1], level), _gt(vol[i, j1, k1], level), _gt(vol[i1, j1, k1], level)
-            bad |= ti.select(ti.abs(a) < ti.math.inf, 0, 1)
-            e = (s00 ^ s10) + (s00 ^ s01) + (s00 ^ t00)
-            n_pos = s00 + s10 + s11 + s01 + t00 + t10 + t11 + t01
-            mixed = cells * ti.select(k + 1 < Z, 1, 0) * ti.select(n_pos != 0 and n_pos != 8, 1, 0)
-            nv += e
-            nz = e + mixed != 0
-            first = ti.min(first, ti.select(nz, k, Z))
-            last = ti.max(last, ti.select(nz, k + 1, 0))
-            s00, s10, s01, s11 = t00, t10, t01, t11
-        bad |= ti.select(ti.abs(vol[i, j, 0]) < ti.math.inf, 0, 1)
+        for w in range(W):
+            s00, s10, s01, s11 = _word(bits, i, j, w), _word(bits, i1, j, w), _word(bits, i, j1, w), _word(bits, i1, j1, w)
+            # the same rows at k + 1
+            t00 = (s00 >> 1) | (_word(bits, i, j, w + 1) << 31)
+            t10 = (s10 >> 1) | (_word(bits, i1, j, w + 1) << 31)
+            t01 = (s01 >> 1) | (_word(bits, i, j1, w + 1) << 31)
+            t11 = (s11 >> 1) | (_word(bits, i1, j1, w + 1) << 31)
+            n_below = ti.min(ti.max(Z - 1 - w * 32, 0), 32)  # points of this word with k + 1 < Z
+            below = ti.u32(0xFFFFFFFF)
+            if n_below < 32:
+                below = ~(below << ti.cast(n_below, ti.u32))
+            fx, fy, fz = s00 ^ s10, s00 ^ s01, (s00 ^ t00) & below
+            nv += _popcnt(fx) + _popcnt(fy) + _popcnt(fz)
+            any_ = fx | fy | fz
+            if cells:
+                hi = s00 | s10 | s01 | s11 | t00 | t10 | t01 | t11
+                lo = s00 & s10 & s01 & s11 & t00 & t10 & t01 & t11
+                any_ |= hi & ~lo & below
+            if any_ != 0:
+                if first == Z:
+                    first = w * 32 + _msb(any_ & (~any_ + ti.u32(1)))  # lowest set bit
+                last = w * 32 + _msb(any_) + 1
         counts[i, j, 0] = nv
         counts[i, j, 3] = first
         counts[i, j, 4] = last
-        counts[i, j, 5] = bad
 
 
 @ti.kernel
@@ -149,8 +199,8 @@ def _cases(
     for i, j in ti.ndrange(X, Y):
         i1, j1 = ti.min(i + 1, X - 1), ti.min(j + 1, Y - 1)
         cells = i + 1 < X and j + 1 < Y
-        nt, nc = 0, 0
-        k0 = counts[i, j, 3]
+        nt, nc, bad = 0, 0, 0
+        k0 = ti.min(counts[i, j, 3], Z - 1)
         a00, a10, a01, a11 = vol[i, j, k0], vol[i1, j, k0], vol[i, j1, k0], vol[i1, j1, k0]
         for k in range(k0, counts[i, j, 4]):
             k1 = ti.min(k + 1, Z - 1)
@@ -164,10 +214,16 @@ def _cases(
                     nt += t & 15
                     nc += t >> 4
                     c |= (row + 1) << 3
+            if c != 0:  # only values next to a crossing matter
+                fin = ti.abs(a00) < ti.math.inf and ti.abs(a10) < ti.math.inf and ti.abs(a01) < ti.math.inf
+                fin = fin and ti.abs(a11) < ti.math.inf and ti.abs(b00) < ti.math.inf and ti.abs(b10) < ti.math.inf
+                if not (fin and ti.abs(b01) < ti.math.inf and ti.abs(b11) < ti.math.inf):
+                    bad = 1
             code[i, j, k] = c
             a00, a10, a01, a11 = b00, b10, b01, b11
         counts[i, j, 1] = nt
         counts[i, j, 2] = nc
+        counts[i, j, 5] = bad
 
 
 @ti.func
@@ -311,34 +367,46 @@ def marching_cubes(volume: Any, level: float = 0.0) -> tuple[np.ndarray, np.ndar
     runtime.ensure_init()
     vol = _as_volume(volume)
     level = float(level)
-    X, Y, _ = vol.shape
-    dev = vol.device
-    case_base, case_ambig, tri_table = (t.to(dev) for t in tables())
-    code = torch.empty(vol.shape, dtype=torch.int32, device=dev)
-    counts = torch.empty((X, Y, 6), dtype=torch.int32, device=dev)
-    _scan(vol, level, counts)
-    if bool(counts[:, :, 5].cpu().numpy().any()):
-        raise InputError("marching_cubes: volume contains NaN or infinite values")
+    X, Y, Z = vol.shape
+    cuda = vol.device.type == "cuda"
+    # CPU/Vulkan scratch is numpy: Taichi takes it zero-copy and no torch thread pool
+    # wakes up between kernels; CUDA needs device tensors
+    empty = (lambda shape, dt: torch.empty(shape, dtype=getattr(torch, dt), device=vol.device)) if cuda else \
+        (lambda shape, dt: np.empty(shape, dtype=dt))
+    if not cuda:
+        vol = vol.numpy()
+    case_base, case_ambig, tri_table = ((t.to(vol.device) if cuda else t.numpy()) for t in tables())
+    # int16 codes (< 2^13) halve the scratch memory; Vulkan gets int32 (int16 is optional there)
+    code = empty(vol.shape, "int32" if runtime.current_arch() == "vulkan" else "int16")
+    counts = empty((X, Y, 6), "int32")
+    bits = empty((X, Y, (Z + 31) // 32), "int32")
+    _pack_signs(vol, level, bits)
+    _scan(bits, Z, counts)
     _cases(vol, level, case_base, case_ambig, tri_table, code, counts)
-    offsets, totals = _exclusive_cumsum(counts[:, :, :3])
+    if bool(_host(counts)[:, :, 5].any()):
+        raise InputError("marching_cubes: volume contains NaN or infinite values near the surface")
+    offsets, totals = _exclusive_cumsum(_host(counts)[:, :, :3])
     n_edge_verts, n_faces, n_centres = totals
     offsets[:, :, 2] += n_edge_verts  # centre vertices come after the edge vertices
-    verts = torch.empty((n_edge_verts + n_centres, 3), dtype=torch.float32, device=dev)
-    faces = torch.empty((n_faces, 3), dtype=torch.int32, device=dev)
+    verts = empty((n_edge_verts + n_centres, 3), "float32")
+    faces = empty((n_faces, 3), "int32")
     if n_faces > 0:
-        _emit(vol, level, tri_table, code, counts, offsets, verts, faces)
+        _emit(vol, level, tri_table, code, counts, torch.from_numpy(offsets).cuda() if cuda else offsets, verts, faces)
     else:
         verts = verts[:0]
-    log.debug("marching_cubes: %s grid, %d vertices, %d faces", tuple(vol.shape), verts.shape[0], n_faces)
-    return verts.cpu().numpy(), faces.cpu().numpy().astype(np.int64)
+    log.debug("marching_cubes: %s grid, %d vertices, %d faces", (X, Y, Z), len(verts), n_faces)
+    return _host(verts), _host(faces).astype(np.int64)
 
 
-def _exclusive_cumsum(counts: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+def _host(a: Any) -> np.ndarray:
+    return a.cpu().numpy() if isinstance(a, torch.Tensor) else a
+
+
+def _exclusive_cumsum(counts: np.ndarray) -> tuple[np.ndarray, list[int]]:
     """Exclusive prefix sums over rows of (X, Y, C) counts: (X, Y, C) int32 and the C totals."""
-    flat = counts.reshape(-1, counts.shape[-1]).cpu().numpy().astype(np.int64)  # numpy: fast on dim 0
+    flat = counts.reshape(-1, counts.shape[-1]).astype(np.int64)
     inc = np.cumsum(flat, axis=0)
     totals = [int(x) for x in inc[-1]]
     if max(totals) >= 2**31:
         raise InputError(f"marching_cubes: {max(totals)} elements exceed the int32 index range")
-    exc = torch.from_numpy((inc - flat).astype(np.int32).reshape(counts.shape)).to(counts.device)
-    return exc, totals
+    return np.ascontiguousarray((inc - flat).astype(np.int32).reshape(counts.shape)), totals
