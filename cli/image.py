@@ -19,6 +19,7 @@ def train_image_command(
     encoding: Annotated[str, typer.Option("--encoding", "-e", help="Input encoding: hashgrid, fourier, frequency or none.")] = "hashgrid",
     steps: Annotated[int, typer.Option("--steps", help="Adam steps.")] = 1000,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (default: 1e-2 for hashgrid, 2e-3 otherwise).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Random pixels per step (all pixels if the image has fewer).")] = 1 << 14,
     arch: ArchOption = "auto",
     seed: SeedOption = 0,
     quiet: QuietOption = False,
@@ -37,7 +38,9 @@ def train_image_command(
     chosen = start_runtime(arch, seed)
     from taichifield.train.image import ImageTrainConfig, train_image
 
-    config = ImageTrainConfig(photo=str(photo), out=str(out), steps=steps, lr=lr, seed=seed,
+    if batch_size < 1:
+        raise InputError(f"--batch-size must be >= 1, not {batch_size}")
+    config = ImageTrainConfig(photo=str(photo), out=str(out), steps=steps, lr=lr, seed=seed, batch_size=batch_size,
                               field=ImageFieldConfig(encoding=encoding))
     with Progress(f"image [{encoding}]", total=steps, quiet=quiet, unit="step") as bar:
 
@@ -46,7 +49,8 @@ def train_image_command(
             bar.update(1, info=info)
 
         result = train_image(config, on_step=on_step)
+    stopped = "" if result.metrics.get("stopped", "steps") == "steps" else f" (stopped early: {result.metrics['stopped']})"
     typer.echo(
-        f"image: {encoding} on {chosen}, {result.steps} steps in {result.seconds:.1f} s, "
+        f"image: {encoding} on {chosen}, {result.steps} steps in {result.seconds:.1f} s{stopped}, "
         f"PSNR {result.psnr:.2f} dB -> {result.reconstruction}"
     )

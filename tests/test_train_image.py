@@ -61,7 +61,8 @@ def test_hashgrid_and_fourier_beat_raw_coordinates(photo, tmp_path, one_thread):
 
 def test_run_folder_contents(photo, tmp_path, one_thread):
     out = tmp_path / "run"
-    cfg = ImageTrainConfig(photo=str(photo), out=str(out), steps=5, field=ImageFieldConfig(encoding="hashgrid"))
+    cfg = ImageTrainConfig(photo=str(photo), out=str(out), steps=5, batch_size=1000,  # random-batch path
+                           field=ImageFieldConfig(encoding="hashgrid"))
     result = train_image(cfg)
     recon = iio.imread(out / "reconstruction.png")
     assert recon.shape == (SIZE, SIZE, 3) and recon.dtype == np.uint8

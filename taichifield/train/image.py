@@ -49,8 +49,8 @@ class ImageTrainConfig:
     """Adam steps."""
     lr: float | None = None
     """Learning rate; None picks a per-encoding default (:data:`DEFAULT_LR`)."""
-    batch_size: int = 1 << 16
-    """Pixels per step (all pixels when the image has fewer)."""
+    batch_size: int = 1 << 14
+    """Pixels per step, drawn at random (all pixels, every step, when the image has fewer)."""
     seed: int = 0
     """Seed of the weights, the Fourier matrix and the pixel batches."""
     field: ImageFieldConfig = dataclasses.field(default_factory=ImageFieldConfig)
@@ -132,7 +132,8 @@ def train_image(
         raise InputError(f"unknown encoding {config.field.encoding!r}: choose one of {', '.join(ENCODINGS)}")
     if config.steps < 1:
         raise InputError(f"--steps must be >= 1, not {config.steps}")
-    runtime.ensure_init()
+    if runtime.ensure_init() not in ("cpu", "cuda"):
+        raise InputError(f"training needs arch cpu or cuda, not {runtime.current_arch()} (Vulkan is for inference)")
     device = runtime.device()
     image = load_image(config.photo)
     height, width = image.shape[:2]
@@ -183,6 +184,7 @@ def train_image(
         "width": width,
         "lr": lr,
         "skipped_steps": result.skipped_steps,
+        "stopped": result.stopped,
         "photo": str(config.photo),
     }
     ckpt = save_checkpoint(
