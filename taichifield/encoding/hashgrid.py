@@ -19,9 +19,10 @@ U(-1e-4, 1e-4) as in the paper.
 Note:
     Inputs outside ``[0, 1]`` are clamped onto the unit cube (the gradient w.r.t. x
     is zero there). The Taichi backward returns the exact gradient w.r.t. the table
-    (atomic adds into a fresh buffer) and, when ``x.requires_grad``, the exact
-    gradient w.r.t. ``x`` of the d-linear interpolant (piecewise polynomial: it
-    jumps across cell faces). The torch reference computes the same by autograd.
+    (accumulated into a fresh zeroed buffer) and, when ``x.requires_grad`` at forward
+    time, the exact gradient w.r.t. ``x`` of the d-linear interpolant (otherwise None).
+    That gradient is piecewise polynomial and jumps across cell faces, so eikonal-type
+    losses may prefer finite differences. The torch reference computes the same by autograd.
 
 Performance:
     Forward: one thread per (level, point), level-major so a level's table slice stays
@@ -244,6 +245,7 @@ def _backward(saved: Sequence[Any], grads: Sequence[torch.Tensor | None]) -> lis
     kernel = _hashgrid_bwd_by_level if _backward_strategy() == "by_level" else _hashgrid_bwd
     kernel(x, table, meta, log2_t, grad_out.to(table.dtype).contiguous(), bool(need_x), D, F, grad_table, grad_x)
     return [grad_x if need_x else None, grad_table, None, None, None, None, None]
+
 
 _OP = TaichiOp(_hashgrid_fwd, outputs=_fwd_outputs, backward=_backward, name="hashgrid")
 
