@@ -68,6 +68,12 @@ def cell_row(d, case_base: ti.template(), case_ambig: ti.template()) -> ti.i32:
     for c in ti.static(range(8)):
         if d[c] > 0:
             mask |= 1 << c
+    return cell_row_of_mask(mask, d, case_base, case_ambig)
+
+
+@ti.func
+def cell_row_of_mask(mask: ti.i32, d, case_base: ti.template(), case_ambig: ti.template()) -> ti.i32:
+    """As :func:`cell_row` with the corner sign mask given (bit c: corner c above the level)."""
     row = -1
     if mask != 0 and mask != 255:
         row = case_base[mask]
@@ -81,7 +87,7 @@ def cell_row(d, case_base: ti.template(), case_ambig: ti.template()) -> ti.i32:
                     p_ac = d[a] * d[c]
                     p_be = d[b] * d[e]
                     joined = 0
-                    if d[a] > 0:
+                    if (mask >> a) & 1:
                         if p_ac > p_be:
                             joined = 1
                     elif p_be > p_ac:
@@ -90,20 +96,6 @@ def cell_row(d, case_base: ti.template(), case_ambig: ti.template()) -> ti.i32:
                     n += 1
             row += bits
     return row
-
-
-@ti.func
-def _ne(a: ti.f32, b: ti.f32, level: ti.f32) -> ti.i32:
-    """1 when the edge between values ``a`` and ``b`` crosses the level."""
-    r = 0
-    if (a > level) != (b > level):
-        r = 1
-    return r
-
-
-@ti.func
-def _gt(a: ti.f32, level: ti.f32) -> ti.i32:
-    return ti.select(a > level, 1, 0)
 
 
 @ti.kernel
@@ -187,40 +179,70 @@ def _scan(bits: ti.types.ndarray(ndim=3), Z: ti.i32, counts: ti.types.ndarray())
         counts[i, j, 4] = last
 
 
+@ti.func
+def _below(p: ti.i32) -> ti.u32:
+    """Mask of the bits below position p (0 <= p <= 32)."""
+    m = ti.u32(0xFFFFFFFF)
+    if p < 32:
+        m = ~(m << ti.cast(ti.max(p, 0), ti.u32))
+    return m
+
+
+@ti.func
+def _bit(word: ti.u32, b: ti.i32) -> ti.i32:
+    return ti.cast((word >> ti.cast(b, ti.u32)) & ti.u32(1), ti.i32)
+
+
+@ti.func
+def _low_bit(m: ti.u32) -> ti.i32:
+    return _msb(m & (~m + ti.u32(1)))
+
+
+@ti.func
+def _cell_mask(b: ti.i32, s00: ti.u32, s10: ti.u32, s11: ti.u32, s01: ti.u32,
+               t00: ti.u32, t10: ti.u32, t11: ti.u32, t01: ti.u32) -> ti.i32:
+    """Corner sign mask (bit c: corner c above the level) of the cell at bit b."""
+    return (_bit(s00, b) | (_bit(s10, b) << 1) | (_bit(s11, b) << 2) | (_bit(s01, b) << 3)
+            | (_bit(t00, b) << 4) | (_bit(t10, b) << 5) | (_bit(t11, b) << 6) | (_bit(t01, b) << 7))
+
+
 @ti.kernel
 def _cases(
-    vol: ti.types.ndarray(ndim=3), level: ti.f32, case_base: ti.types.ndarray(), case_ambig: ti.types.ndarray(),
-    tri_table: ti.types.ndarray(), code: ti.types.ndarray(ndim=3), counts: ti.types.ndarray(),
+    vol: ti.types.ndarray(ndim=3), level: ti.f32, bits: ti.types.ndarray(ndim=3), case_base: ti.types.ndarray(),
+    case_ambig: ti.types.ndarray(), tri_table: ti.types.ndarray(), code: ti.types.ndarray(ndim=3),
+    counts: ti.types.ndarray(),
 ):
-    """Pass 2, only over each row's k range: ``code[i, j, k] = x | y << 1 | z << 2 |
-    (table row + 1) << 3`` (crossed owned edges, case of cell (i, j, k), 0 = empty), and
-    the row's triangle and centre-vertex counts. Codes outside the range stay unwritten."""
+    """Pass 2, only at non-empty cells (found 32 at a time in the sign bits):
+    ``code[i, j, k] = table row + 1`` and the row's triangle / centre-vertex counts
+    (counts[i, j, 1/2]); counts[i, j, 5] = 1 when a value next to a crossing is NaN/inf.
+    Codes of other cells stay unwritten (never read)."""
     X, Y, Z = vol.shape[0], vol.shape[1], vol.shape[2]
     for i, j in ti.ndrange(X, Y):
-        i1, j1 = ti.min(i + 1, X - 1), ti.min(j + 1, Y - 1)
-        cells = i + 1 < X and j + 1 < Y
         nt, nc, bad = 0, 0, 0
-        k0 = ti.min(counts[i, j, 3], Z - 1)
-        a00, a10, a01, a11 = vol[i, j, k0], vol[i1, j, k0], vol[i, j1, k0], vol[i1, j1, k0]
-        for k in range(k0, counts[i, j, 4]):
-            k1 = ti.min(k + 1, Z - 1)
-            b00, b10, b01, b11 = vol[i, j, k1], vol[i1, j, k1], vol[i, j1, k1], vol[i1, j1, k1]
-            c = _ne(a00, a10, level) | (_ne(a00, a01, level) << 1) | (_ne(a00, b00, level) << 2)
-            if cells and k + 1 < Z:
-                d = ti.Vector([a00, a10, a11, a01, b00, b10, b11, b01]) - level
-                row = cell_row(d, case_base, case_ambig)
-                if row >= 0:
-                    t = tri_table[row, 0]
-                    nt += t & 15
-                    nc += t >> 4
-                    c |= (row + 1) << 3
-            if c != 0:  # only values next to a crossing matter
-                fin = ti.abs(a00) < ti.math.inf and ti.abs(a10) < ti.math.inf and ti.abs(a01) < ti.math.inf
-                fin = fin and ti.abs(a11) < ti.math.inf and ti.abs(b00) < ti.math.inf and ti.abs(b10) < ti.math.inf
-                if not (fin and ti.abs(b01) < ti.math.inf and ti.abs(b11) < ti.math.inf):
-                    bad = 1
-            code[i, j, k] = c
-            a00, a10, a01, a11 = b00, b10, b01, b11
+        if i + 1 < X and j + 1 < Y:
+            for w in range(counts[i, j, 3] // 32, (counts[i, j, 4] + 31) // 32):
+                s00, s10, s01, s11 = _word(bits, i, j, w), _word(bits, i + 1, j, w), _word(bits, i, j + 1, w), _word(bits, i + 1, j + 1, w)
+                t00 = (s00 >> 1) | (_word(bits, i, j, w + 1) << 31)
+                t10 = (s10 >> 1) | (_word(bits, i + 1, j, w + 1) << 31)
+                t01 = (s01 >> 1) | (_word(bits, i, j + 1, w + 1) << 31)
+                t11 = (s11 >> 1) | (_word(bits, i + 1, j + 1, w + 1) << 31)
+                hi = s00 | s10 | s01 | s11 | t00 | t10 | t01 | t11
+                lo = s00 & s10 & s01 & s11 & t00 & t10 & t01 & t11
+                m = hi & ~lo & _below(Z - 1 - w * 32)
+                while m != ti.u32(0):
+                    b = _low_bit(m)
+                    m &= m - ti.u32(1)
+                    k = w * 32 + b
+                    d = ti.Vector([vol[i + _CORNERS[q][0], j + _CORNERS[q][1], k + _CORNERS[q][2]]
+                                   for q in ti.static(range(8))]) - level
+                    for q in ti.static(range(8)):
+                        if not (ti.abs(d[q]) < ti.math.inf):
+                            bad = 1
+                    row = cell_row_of_mask(_cell_mask(b, s00, s10, s11, s01, t00, t10, t11, t01), d, case_base, case_ambig)
+                    tc = tri_table[row, 0]
+                    nt += tc & 15
+                    nc += tc >> 4
+                    code[i, j, k] = row + 1
         counts[i, j, 1] = nt
         counts[i, j, 2] = nc
         counts[i, j, 5] = bad
@@ -242,81 +264,106 @@ def _write_centre(verts: ti.template(), n: ti.i32, d, i: ti.i32, j: ti.i32, k: t
 
 
 @ti.func
-def _nflags(c: ti.i32) -> ti.i32:
-    return (c & 1) + ((c >> 1) & 1) + ((c >> 2) & 1)
+def _row_flags(bits: ti.template(), p: ti.i32, q: ti.i32, w: ti.i32, zmask: ti.u32):
+    """Words of crossed owned +x, +y, +z edges of row (p, q) (clamped neighbours), and the
+    +x word at k + 1."""
+    X, Y = bits.shape[0], bits.shape[1]
+    px, qy = ti.min(p + 1, X - 1), ti.min(q + 1, Y - 1)
+    s, sx, sy = _word(bits, p, q, w), _word(bits, px, q, w), _word(bits, p, qy, w)
+    t = (s >> 1) | (_word(bits, p, q, w + 1) << 31)
+    tx = (sx >> 1) | (_word(bits, px, q, w + 1) << 31)
+    return s ^ sx, s ^ sy, (s ^ t) & zmask, t ^ tx
 
 
 @ti.func
-def _code_in(code: ti.template(), i: ti.i32, j: ti.i32, k: ti.i32, lo: ti.i32, hi: ti.i32) -> ti.i32:
-    """code[i, j, k] inside the row's written range [lo, hi), else 0."""
-    c = 0
-    if lo <= k and k < hi:
-        c = code[i, j, k]
-    return c
+def _count_below(fx: ti.u32, fy: ti.u32, fz: ti.u32, p: ti.i32) -> ti.i32:
+    m = _below(p)
+    return _popcnt(fx & m) + _popcnt(fy & m) + _popcnt(fz & m)
 
 
 @ti.kernel
 def _emit(
-    vol: ti.types.ndarray(ndim=3), level: ti.f32, tri_table: ti.types.ndarray(), code: ti.types.ndarray(ndim=3),
-    counts: ti.types.ndarray(), offsets: ti.types.ndarray(), verts: ti.types.ndarray(), faces: ti.types.ndarray(),
+    vol: ti.types.ndarray(ndim=3), level: ti.f32, bits: ti.types.ndarray(ndim=3), tri_table: ti.types.ndarray(),
+    code: ti.types.ndarray(ndim=3), counts: ti.types.ndarray(), offsets: ti.types.ndarray(),
+    verts: ti.types.ndarray(), faces: ti.types.ndarray(),
 ):
-    """Per row: write the vertices of its owned crossed edges and the triangles of its cells,
-    walking only the k range where this row or its three neighbour rows have codes."""
-    X, Y = vol.shape[0], vol.shape[1]
+    """Per row: write the vertices of its owned crossed edges and the triangles of its
+    cells, visiting only set bits. A vertex id is its row's first id plus the crossed
+    edges its row owns below it (popcounts of the flag words)."""
+    X, Y, Z = vol.shape[0], vol.shape[1], vol.shape[2]
     for i, j in ti.ndrange(X, Y):
         i1, j1 = ti.min(i + 1, X - 1), ti.min(j + 1, Y - 1)
         cells = i + 1 < X and j + 1 < Y
-        # running first-vertex ids of rows (i,j), (i+1,j), (i,j+1), (i+1,j+1)
         n00, n10, n01, n11 = offsets[i, j, 0], offsets[i1, j, 0], offsets[i, j1, 0], offsets[i1, j1, 0]
         t = offsets[i, j, 1]
         nc = offsets[i, j, 2]
-        # written k ranges of the four rows (a row without cells has no neighbours)
-        lo00, hi00 = counts[i, j, 3], counts[i, j, 4]
-        lo10, hi10, lo01, hi01, lo11, hi11 = 0, 0, 0, 0, 0, 0
+        # neighbour rows own no crossed edge before their own first k: start the counters there
+        w0 = counts[i, j, 3]
         if cells:
-            lo10, hi10 = counts[i1, j, 3], counts[i1, j, 4]
-            lo01, hi01 = counts[i, j1, 3], counts[i, j1, 4]
-            lo11, hi11 = counts[i1, j1, 3], counts[i1, j1, 4]
-        k0 = ti.min(lo00, ti.min(lo10, ti.min(lo01, lo11))) if cells else lo00
-        for k in range(k0, hi00):
-            c00 = _code_in(code, i, j, k, lo00, hi00)
-            c10 = _code_in(code, i1, j, k, lo10, hi10)
-            c01 = _code_in(code, i, j1, k, lo01, hi01)
-            c11 = _code_in(code, i1, j1, k, lo11, hi11)
-            if c00 & 7:
+            w0 = ti.min(w0, ti.min(counts[i1, j, 3], ti.min(counts[i, j1, 3], counts[i1, j1, 3])))
+        for w in range(w0 // 32, (counts[i, j, 4] + 31) // 32):
+            zmask = _below(Z - 1 - w * 32)
+            fx00, fy00, fz00, gx00 = _row_flags(bits, i, j, w, zmask)
+            fx10, fy10, fz10, gx10 = _row_flags(bits, i1, j, w, zmask)
+            fx01, fy01, fz01, gx01 = _row_flags(bits, i, j1, w, zmask)
+            fx11, fy11, fz11, gx11 = _row_flags(bits, i1, j1, w, zmask)
+            own = fx00 | fy00 | fz00
+            while own != ti.u32(0):
+                b = _low_bit(own)
+                own &= own - ti.u32(1)
+                k = w * 32 + b
+                n = n00 + _count_below(fx00, fy00, fz00, b)
                 a = vol[i, j, k] - level
-                if c00 & 1:
-                    verts[n00, 0], verts[n00, 1], verts[n00, 2] = i + a / (a - (vol[i1, j, k] - level)), j, k
-                if c00 & 2:
-                    m = n00 + (c00 & 1)
-                    verts[m, 0], verts[m, 1], verts[m, 2] = i, j + a / (a - (vol[i, j1, k] - level)), k
-                if c00 & 4:
-                    m = n00 + (c00 & 1) + ((c00 >> 1) & 1)
-                    verts[m, 0], verts[m, 1], verts[m, 2] = i, j, k + a / (a - (vol[i, j, k + 1] - level))
-            row = (c00 >> 3) - 1
-            if row >= 0:
-                g00, g10 = _code_in(code, i, j, k + 1, lo00, hi00), _code_in(code, i1, j, k + 1, lo10, hi10)
-                u00, u10, u01 = n00 + _nflags(c00), n10 + _nflags(c10), n01 + _nflags(c01)
-                ids = ti.Vector([
-                    n00, n10 + (c10 & 1), n01, n00 + (c00 & 1),
-                    u00, u10 + (g10 & 1), u01, u00 + (g00 & 1),
-                    n00 + (c00 & 1) + ((c00 >> 1) & 1), n10 + (c10 & 1) + ((c10 >> 1) & 1),
-                    n11 + (c11 & 1) + ((c11 >> 1) & 1), n01 + (c01 & 1) + ((c01 >> 1) & 1), nc,
-                ])
-                tc = tri_table[row, 0]
-                if tc >> 4:
-                    d = ti.Vector([vol[i + _CORNERS[q][0], j + _CORNERS[q][1], k + _CORNERS[q][2]]
-                                   for q in ti.static(range(8))]) - level
-                    _write_centre(verts, nc, d, i, j, k)
-                    nc += 1
-                for m in range(tc & 15):
-                    for q in ti.static(range(3)):
-                        faces[t, q] = ids[tri_table[row, 1 + 3 * m + q]]
-                    t += 1
-            n00 += _nflags(c00)
-            n10 += _nflags(c10)
-            n01 += _nflags(c01)
-            n11 += _nflags(c11)
+                if _bit(fx00, b):
+                    verts[n, 0], verts[n, 1], verts[n, 2] = i + a / (a - (vol[i1, j, k] - level)), j, k
+                    n += 1
+                if _bit(fy00, b):
+                    verts[n, 0], verts[n, 1], verts[n, 2] = i, j + a / (a - (vol[i, j1, k] - level)), k
+                    n += 1
+                if _bit(fz00, b):
+                    verts[n, 0], verts[n, 1], verts[n, 2] = i, j, k + a / (a - (vol[i, j, k + 1] - level))
+            if cells:
+                s00, s10, s01, s11 = _word(bits, i, j, w), _word(bits, i1, j, w), _word(bits, i, j1, w), _word(bits, i1, j1, w)
+                t00 = (s00 >> 1) | (_word(bits, i, j, w + 1) << 31)
+                t10 = (s10 >> 1) | (_word(bits, i1, j, w + 1) << 31)
+                t01 = (s01 >> 1) | (_word(bits, i, j1, w + 1) << 31)
+                t11 = (s11 >> 1) | (_word(bits, i1, j1, w + 1) << 31)
+                hi = s00 | s10 | s01 | s11 | t00 | t10 | t01 | t11
+                lo = s00 & s10 & s01 & s11 & t00 & t10 & t01 & t11
+                m = hi & ~lo & zmask
+                while m != ti.u32(0):
+                    b = _low_bit(m)
+                    m &= m - ti.u32(1)
+                    k = w * 32 + b
+                    row = ti.cast(code[i, j, k], ti.i32) - 1
+                    c00 = n00 + _count_below(fx00, fy00, fz00, b)
+                    c10 = n10 + _count_below(fx10, fy10, fz10, b)
+                    c01 = n01 + _count_below(fx01, fy01, fz01, b)
+                    c11 = n11 + _count_below(fx11, fy11, fz11, b)
+                    u00 = n00 + _count_below(fx00, fy00, fz00, b + 1)
+                    u10 = n10 + _count_below(fx10, fy10, fz10, b + 1)
+                    u01 = n01 + _count_below(fx01, fy01, fz01, b + 1)
+                    x00, x10, x01, x11 = _bit(fx00, b), _bit(fx10, b), _bit(fx01, b), _bit(fx11, b)
+                    ids = ti.Vector([
+                        c00, c10 + x10, c01, c00 + x00,
+                        u00, u10 + _bit(gx10, b), u01, u00 + _bit(gx00, b),
+                        c00 + x00 + _bit(fy00, b), c10 + x10 + _bit(fy10, b),
+                        c11 + x11 + _bit(fy11, b), c01 + x01 + _bit(fy01, b), nc,
+                    ])
+                    tc = tri_table[row, 0]
+                    if tc >> 4:
+                        d = ti.Vector([vol[i + _CORNERS[q][0], j + _CORNERS[q][1], k + _CORNERS[q][2]]
+                                       for q in ti.static(range(8))]) - level
+                        _write_centre(verts, nc, d, i, j, k)
+                        nc += 1
+                    for mm in range(tc & 15):
+                        for q in ti.static(range(3)):
+                            faces[t, q] = ids[tri_table[row, 1 + 3 * mm + q]]
+                        t += 1
+            n00 += _count_below(fx00, fy00, fz00, 32)
+            n10 += _count_below(fx10, fy10, fz10, 32)
+            n01 += _count_below(fx01, fy01, fz01, 32)
+            n11 += _count_below(fx11, fy11, fz11, 32)
 
 
 def _as_volume(volume: Any) -> torch.Tensor:
@@ -382,7 +429,7 @@ def marching_cubes(volume: Any, level: float = 0.0) -> tuple[np.ndarray, np.ndar
     bits = empty((X, Y, (Z + 31) // 32), "int32")
     _pack_signs(vol, level, bits)
     _scan(bits, Z, counts)
-    _cases(vol, level, case_base, case_ambig, tri_table, code, counts)
+    _cases(vol, level, bits, case_base, case_ambig, tri_table, code, counts)
     if bool(_host(counts)[:, :, 5].any()):
         raise InputError("marching_cubes: volume contains NaN or infinite values near the surface")
     offsets, totals = _exclusive_cumsum(_host(counts)[:, :, :3])
@@ -391,7 +438,7 @@ def marching_cubes(volume: Any, level: float = 0.0) -> tuple[np.ndarray, np.ndar
     verts = empty((n_edge_verts + n_centres, 3), "float32")
     faces = empty((n_faces, 3), "int32")
     if n_faces > 0:
-        _emit(vol, level, tri_table, code, counts, torch.from_numpy(offsets).cuda() if cuda else offsets, verts, faces)
+        _emit(vol, level, bits, tri_table, code, counts, torch.from_numpy(offsets).cuda() if cuda else offsets, verts, faces)
     else:
         verts = verts[:0]
     log.debug("marching_cubes: %s grid, %d vertices, %d faces", (X, Y, Z), len(verts), n_faces)
