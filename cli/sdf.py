@@ -40,7 +40,7 @@ def run_train_sdf(points: Path, out: Path, *, resume: bool, quiet: bool, preview
 
         result = train_sdf(points, out, cfg, resume=resume, on_step=on_step)
     if preview:
-        run_render_sdf(out / "ckpt.pt", out / "preview.png", width=256, height=256, azimuth=30.0, elevation=20.0)
+        run_render_sdf(out / "ckpt.pt", out / "preview.png", width=160, height=160, azimuth=30.0, elevation=20.0)
     loss = result.last_stats.get("loss", float("nan"))
     return f"{out / 'ckpt.pt'}: {result.step} steps in {result.seconds:.1f} s ({result.stopped}), loss {loss:.5f}"
 
@@ -52,9 +52,9 @@ def train_sdf_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder; the checkpoint is RUN/ckpt.pt.")] = Path("runs/sdf"),
     loss: Annotated[str, typer.Option(help="igr | siren | deepsdf | occupancy.")] = "igr",
     model: Annotated[str, typer.Option(help="relu (geometric-init MLP) | siren | hashgrid.")] = "relu",
-    steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 1500,
+    steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 2000,
     time_budget: Annotated[Optional[float], typer.Option("--time-budget", help="Stop and save after this many seconds.")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Surface points per step.")] = 2048,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Surface points per step.")] = 1024,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: per model).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue RUN/ckpt.pt with its own settings.")] = False,
     preview: Annotated[bool, typer.Option("--preview/--no-preview", help="Also render RUN/preview.png.")] = True,

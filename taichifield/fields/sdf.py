@@ -49,8 +49,8 @@ __all__ = [
 class MLPSDFConfig:
     """Geometric-init MLP (``--model relu``)."""
 
-    hidden: int = 256
-    """Width of every hidden layer."""
+    hidden: int = 128
+    """Width of every hidden layer (128: the best Chamfer per CPU-second measured on the bunny)."""
     layers: int = 4
     """Number of hidden layers."""
     activation: str = "softplus"

@@ -41,7 +41,7 @@ __all__ = ["SDFTrainConfig", "SDFModel", "train_sdf", "load_sdf", "DEFAULT_LR"]
 log = logging.getLogger(__name__)
 
 #: learning rate per model when ``SDFTrainConfig.lr`` is None
-DEFAULT_LR = {"relu": 1e-3, "siren": 1e-4, "hashgrid": 1e-2}
+DEFAULT_LR = {"relu": 3e-3, "siren": 1e-4, "hashgrid": 1e-2}
 
 
 @dataclass
@@ -52,11 +52,11 @@ class SDFTrainConfig:
     """igr | siren | deepsdf | occupancy."""
     model: str = "relu"
     """relu (geometric-init MLP) | siren | hashgrid."""
-    steps: int = 1500
+    steps: int = 2000
     """Optimisation steps."""
     time_budget: float | None = None
     """Stop (and save) after this many seconds of training."""
-    batch_size: int = 2048
+    batch_size: int = 1024
     """Surface points per step (plus as many near-surface and 1/8 uniform samples)."""
     lr: float | None = None
     """Adam learning rate (None: the model's default, DEFAULT_LR)."""
@@ -276,7 +276,7 @@ def train_sdf(
         if not guard.check(loss):
             return None
         opt.step()
-        return {"loss": float(loss), **terms}
+        return {"loss": float(loss.detach()), **terms}
 
     def save(step: int) -> None:
         meta = {
