@@ -14,6 +14,8 @@ Arch choice:
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 from dataclasses import dataclass
@@ -58,7 +60,10 @@ def _torch_sees_cuda() -> bool:
 def _try_init(ti: Any, arch_name: str, **kwargs: Any) -> bool:
     """ti.init with ``arch_name``; True when Taichi really got that arch (it falls back silently)."""
     want = {"cpu": ti.cpu, "cuda": ti.cuda, "vulkan": ti.vulkan}[arch_name]
-    ti.init(arch=want, **kwargs)
+    # ti.init print()s "[Taichi] Starting on arch=..." to stdout; a library must not
+    # (it would corrupt e.g. `eval nerf --json` output).
+    with contextlib.redirect_stdout(io.StringIO()):
+        ti.init(arch=want, **kwargs)
     got = ti.lang.impl.current_cfg().arch
     return got == want or (arch_name == "cpu" and got == ti.x64)
 
