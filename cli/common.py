@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import re
 import sys
 import time
 from typing import Annotated, Any, Callable, TypeVar
@@ -29,8 +31,40 @@ def err(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
 
 
+def _debug() -> bool:
+    """Show tracebacks of unexpected errors: TAICHIFIELD_DEBUG=1, or under pytest (bugs must surface in tests)."""
+    flag = os.environ.get("TAICHIFIELD_DEBUG", "")
+    if flag:
+        return flag not in ("0", "false", "no")
+    return "PYTEST_CURRENT_TEST" in os.environ
+
+
+# atomic_path writes ".{stem}.XXXXXXXX.tmp{suffix}" next to the target: report the target
+_TMP_NAME = re.compile(r"(^|/)\.([^/]+)\.[A-Za-z0-9_]{8}\.tmp((?:\.[^/.]*)?)$")
+
+
+def _os_error_message(exc: OSError) -> str:
+    name = exc.filename or exc.filename2
+    what = (exc.strerror or str(exc) or type(exc).__name__).lower()
+    if name is None:
+        return what
+    shown = _TMP_NAME.sub(r"\1\2\3", os.fspath(name))
+    if isinstance(exc, FileExistsError) and os.path.isfile(name):
+        what = "is a file, but a folder is needed there"
+    return f"{shown}: {what}"
+
+
 def cli_command(fn: F) -> F:
-    """Turn library errors into a one-line message and exit code 2, Ctrl-C into 130."""
+    """Turn library errors into one ``error: ...`` line and exit code 2, Ctrl-C into 130.
+
+    * :class:`~taichifield.errors.TaichiFieldError` (bad input, checkpoint, arch, resource):
+      its message, exit code 2;
+    * ``OSError`` (missing, unreadable or unwritable files, a full disk): the file and the
+      system's reason, exit code 2;
+    * ``MemoryError``: what could not be allocated, exit code 2;
+    * anything else is a bug in taichifield: one line saying so, exit code 1; its traceback
+      is shown with ``TAICHIFIELD_DEBUG=1`` (and always under pytest).
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -41,12 +75,25 @@ def cli_command(fn: F) -> F:
         except TaichiFieldError as exc:
             err(str(exc))
             raise typer.Exit(2) from None
-        except FileNotFoundError as exc:
-            err(f"{exc.filename or exc}: no such file or directory")
+        except OSError as exc:
+            err(_os_error_message(exc))
+            raise typer.Exit(2) from None
+        except MemoryError as exc:
+            detail = " ".join(str(exc).split())[:200] or "allocation failed"
+            err(f"out of memory ({detail}); lower --res or the batch size")
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err("interrupted")
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            if _debug():
+                raise
+            detail = " ".join(str(exc).split())[:160]
+            err(f"internal error ({type(exc).__name__}: {detail}); this is a taichifield bug, "
+                "rerun with TAICHIFIELD_DEBUG=1 for the traceback and please report it")
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
 
