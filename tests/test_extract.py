@@ -127,3 +127,18 @@ def test_bad_arguments():
         extract_mesh(sphere, 32, (0, 1))
     with pytest.raises(InputError, match="values"):
         extract_mesh(lambda p: p[:1, 0], 16, BOX)
+
+
+def test_small_component_between_coarse_corners_found_by_lipschitz_seed():
+    """A ball 2 cells wide changes no brick corner's sign; the SDF bound still seeds it."""
+    centre = torch.tensor([0.5 + 2 / 63 * 4, -0.5, 0.1])  # mid-brick, far from the big sphere
+
+    def two_balls(p):
+        big = (p + 0.4).norm(dim=-1) - 0.3
+        tiny = (p - centre).norm(dim=-1) - 0.05
+        return torch.minimum(big, tiny)
+
+    v, f = extract_mesh(two_balls, 64, BOX)
+    dv, df = dense(two_balls, 64)
+    assert_same_mesh(v, f, dv, df)
+    assert euler(f) == 4

@@ -4,9 +4,10 @@ The ``R^3`` grid is split into bricks of ``B^3`` cells (``B = 8``). The field is
 evaluated on the brick corners first (``(R/B)^3`` points), and only bricks that may hold
 the surface are evaluated in full:
 
-* Lipschitz test (for SDFs, |∇u| <= 1): a brick with a corner whose ``|u - level|``
-  exceeds the brick's diagonal (times a safety margin) holds no surface;
 * sign test (any field): a brick whose corners differ in sign holds surface;
+* Lipschitz test (for SDFs, |∇u| <= 1): a brick with a corner whose ``|u - level|``
+  exceeds the brick's diagonal holds no surface; the others, when no crossed brick is
+  near, seed the search for small components that change no corner's sign;
 * flood fill (any field, e.g. NeRF density minus a threshold, which is no SDF): after a
   brick is evaluated, each of its faces that has values on both sides of the level
   activates the brick across it, until no new brick appears. So every surface component
@@ -120,10 +121,13 @@ def _seed_bricks(values: torch.Tensor, level: float, diag: float) -> torch.Tenso
     corners = [d[i:d.shape[0] - 1 + i, j:d.shape[1] - 1 + j, k:d.shape[2] - 1 + k]
                for i in (0, 1) for j in (0, 1) for k in (0, 1)]
     stack = torch.stack(corners)
-    pos = (stack > 0).any(0) & ~(stack > 0).all(0)
-    # an SDF corner with |u| > diag proves the brick empty: keep bricks no corner rules out
+    crossed = (stack > 0).any(0) & ~(stack > 0).all(0)
+    # an SDF corner with |u| > diag proves the brick empty: bricks no corner rules out may
+    # hold a component too small to change sign at the corners. Near a crossed brick the
+    # flood fill finds the surface anyway, so only isolated candidates seed.
     near = stack.abs().amax(0) <= LIPSCHITZ_MARGIN * diag
-    return pos | near
+    by_crossed = torch.nn.functional.max_pool3d(crossed[None, None].float(), 3, stride=1, padding=1)[0, 0] > 0
+    return crossed | (near & ~by_crossed)
 
 
 def _crossed_faces(vals: torch.Tensor, level: float) -> torch.Tensor:
