@@ -25,7 +25,7 @@ def run_eval_mesh(pred: Path, gt: Path, *, samples: int = 200_000, seed: int = 0
 
     pv, pf = load_mesh(pred)
     gv, gf = load_mesh(gt)
-    metrics = mesh_metrics(pv, pf, gv, gf, n_samples=samples, seed=seed)
+    metrics = mesh_metrics(pv, pf, gv, gf, n_samples=samples, seed=seed, pred_name=str(pred), gt_name=str(gt))
     return {"pred": str(pred), "gt": str(gt), **metrics}
 
 

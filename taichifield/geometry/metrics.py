@@ -29,11 +29,13 @@ __all__ = ["mesh_metrics", "sample_surface"]
 FSCORE_FRACTION = 0.01
 
 
-def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, rng: np.random.Generator,
+                   name: str = "mesh_metrics: mesh") -> tuple[np.ndarray, np.ndarray]:
     """Area-uniform samples on a triangle mesh.
 
     Args:
         vertices: (V, 3). faces: (F, 3) ints. n: number of samples. rng: numpy generator.
+        name: what the error message calls the mesh (e.g. its file).
 
     Returns:
         points: (n, 3) float64; normals: (n, 3) unit face normals of the sampled faces.
@@ -44,7 +46,7 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, rng: np.rand
     cross = np.cross(b - a, c - a)
     area = np.linalg.norm(cross, axis=1)
     if not area.sum() > 0:
-        raise InputError("mesh_metrics: mesh has zero surface area")
+        raise InputError(f"{name}: mesh has zero surface area (only degenerate faces)")
     face = rng.choice(len(f), size=n, p=area / area.sum())
     r1, r2 = rng.random(n), rng.random(n)
     s = np.sqrt(r1)
@@ -61,7 +63,8 @@ def _check(name: str, v: Any, f: Any) -> tuple[np.ndarray, np.ndarray]:
     return v, f
 
 
-def mesh_metrics(pred_v: Any, pred_f: Any, gt_v: Any, gt_f: Any, n_samples: int = 200_000, seed: int = 0) -> dict[str, float]:
+def mesh_metrics(pred_v: Any, pred_f: Any, gt_v: Any, gt_f: Any, n_samples: int = 200_000, seed: int = 0, *,
+                 pred_name: str = "mesh_metrics: predicted mesh", gt_name: str = "mesh_metrics: ground-truth mesh") -> dict[str, float]:
     """Compare a predicted mesh to a ground-truth mesh.
 
     Args:
@@ -69,6 +72,7 @@ def mesh_metrics(pred_v: Any, pred_f: Any, gt_v: Any, gt_f: Any, n_samples: int 
         gt_v, gt_f: ground truth, same layout.
         n_samples: samples per mesh.
         seed: sampling seed (results are deterministic for a seed).
+        pred_name, gt_name: what error messages call the two meshes (e.g. their files).
 
     Returns:
         dict with ``chamfer_l1`` (normalised by ``diag``), ``fscore``, ``precision``,
@@ -93,8 +97,8 @@ def mesh_metrics(pred_v: Any, pred_f: Any, gt_v: Any, gt_f: Any, n_samples: int 
         return {**out, "chamfer_l1": float("inf"), "fscore": 0.0, "precision": 0.0, "recall": 0.0,
                 "normal_consistency": 0.0}
     rng = np.random.default_rng(seed)
-    gp, gn = sample_surface(gv, gf, n_samples, rng)
-    pp, pn = sample_surface(pv, pf, n_samples, rng)
+    gp, gn = sample_surface(gv, gf, n_samples, rng, gt_name)
+    pp, pn = sample_surface(pv, pf, n_samples, rng, pred_name)
     d_pg, i_pg = cKDTree(gp).query(pp, workers=-1)
     d_gp, i_gp = cKDTree(pp).query(gp, workers=-1)
     precision = float(np.mean(d_pg < tau))
