@@ -13,7 +13,9 @@ the surface are evaluated in full:
   activates the brick across it, until no new brick appears. So every surface component
   that touches one active brick is traced completely.
 
-Marching cubes then runs on the active bricks only (:mod:`.brick_mc`), with one vertex
+Each brick evaluates the ``B^3`` points it owns; its apron (the ``+x/+y/+z`` layer
+shared with neighbours) is copied from active neighbours and evaluated only where the
+neighbour is inactive. Marching cubes then runs on the active bricks only (:mod:`.brick_mc`), with one vertex
 per grid edge across brick boundaries: the mesh equals dense marching cubes on the same
 grid, for every surface component found. Memory and time grow with the surface area
 (about ``R^2``), not the volume.
@@ -108,11 +110,13 @@ def _check_resolution(resolution: int) -> int:
     return R
 
 
-def _brick_points(coords: torch.Tensor, B: int) -> torch.Tensor:
-    """(N, 3) brick coords -> (N * (B+1)^3, 3) int64 grid indices of their samples."""
-    r = torch.arange(B + 1, device=coords.device)
+def _local_points(B: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Local sample coordinates of a brick: (B^3, 3) owned ones (all < B) and the
+    ((B+1)^3 - B^3, 3) apron ones (some coordinate = B, owned by a neighbour), int64."""
+    r = torch.arange(B + 1, device=device)
     local = torch.stack(torch.meshgrid(r, r, r, indexing="ij"), dim=-1).reshape(-1, 3)
-    return (coords[:, None, :] * B + local[None].to(coords.dtype)).reshape(-1, 3)
+    is_apron = (local == B).any(1)
+    return local[~is_apron], local[is_apron]
 
 
 def _seed_bricks(values: torch.Tensor, level: float, diag: float) -> torch.Tensor:
@@ -135,6 +139,27 @@ def _crossed_faces(vals: torch.Tensor, level: float) -> torch.Tensor:
     s = vals > level
     faces = [s[:, 0], s[:, -1], s[:, :, 0], s[:, :, -1], s[:, :, :, 0], s[:, :, :, -1]]
     return torch.stack([f.flatten(1).any(1) & ~f.flatten(1).all(1) for f in faces], dim=1)
+
+
+def _apron_values(field: _Field, vals: torch.Tensor, brick_map: torch.Tensor, coords: torch.Tensor,
+                  apron: torch.Tensor, B: int, R: int) -> torch.Tensor:
+    """(N, A) apron values of bricks ``coords``: copied from the owning (home) brick when it
+    is active, evaluated otherwise (and past the grid's end, where indices are clamped)."""
+    nb = brick_map.shape[0]
+    g = (coords[:, None, :].to(torch.int64) * B + apron[None]).reshape(-1, 3)
+    home = torch.div(g, B, rounding_mode="floor")
+    in_grid = (home < nb).all(1) & (g < R).all(1)
+    slot = torch.full((g.shape[0],), -1, dtype=torch.int64, device=g.device)
+    hg = home[in_grid]
+    slot[in_grid] = brick_map[hg[:, 0], hg[:, 1], hg[:, 2]].to(torch.int64)
+    have = slot >= 0
+    out = torch.empty(g.shape[0], dtype=torch.float32, device=g.device)
+    loc = g[have] - home[have] * B
+    out[have] = vals[slot[have], loc[:, 0], loc[:, 1], loc[:, 2]]
+    missing = g[~have]
+    field.total += missing.shape[0]
+    out[~have] = field(missing)
+    return out.reshape(-1, apron.shape[0])
 
 
 _NEIGHBOURS = torch.tensor([[-1, 0, 0], [1, 0, 0], [0, -1, 0], [0, 1, 0], [0, 0, -1], [0, 0, 1]])
@@ -194,20 +219,30 @@ def extract_mesh(
     # 2. evaluate bricks, flood-fill across faces the surface crosses
     brick_map = torch.full((nb, nb, nb), -1, dtype=torch.int32, device=dev)
     coords_list: list[torch.Tensor] = []
-    vals_list: list[torch.Tensor] = []
-    n_active = 0
     S = B + 1
-    chunk = max(1, batch_size // S**3) * 64
+    vals = torch.empty((0, S, S, S), dtype=torch.float32, device=dev)
+    n_active = 0
+    own, apron = _local_points(B, dev)
     while pending.shape[0]:
-        brick_map[pending[:, 0], pending[:, 1], pending[:, 2]] = torch.arange(
-            n_active, n_active + pending.shape[0], dtype=torch.int32, device=dev)
+        first = n_active
         n_active += pending.shape[0]
-        field.total = field.done + pending.shape[0] * S**3
-        new_vals = torch.cat([field(_brick_points(pending[s:s + chunk], B)).reshape(-1, S, S, S)
-                              for s in range(0, pending.shape[0], chunk)])
+        brick_map[pending[:, 0], pending[:, 1], pending[:, 2]] = torch.arange(
+            first, n_active, dtype=torch.int32, device=dev)
+        if n_active > vals.shape[0]:  # grow geometrically
+            vals = torch.cat([vals, torch.empty((max(n_active - vals.shape[0], vals.shape[0]), S, S, S),
+                                                dtype=torch.float32, device=dev)])
+        field.total = field.done + pending.shape[0] * B**3
+        chunk = max(1, 2**21 // S**3)  # bricks per step: bounds the index tensors' memory
+        for c0 in range(0, pending.shape[0], chunk):  # the B^3 points each brick owns
+            new = torch.arange(first + c0, first + min(c0 + chunk, pending.shape[0]), device=dev)
+            g = (pending[c0:c0 + chunk, None, :].to(torch.int64) * B + own[None]).reshape(-1, 3)
+            vals[new[:, None], own[None, :, 0], own[None, :, 1], own[None, :, 2]] = field(g).reshape(-1, own.shape[0])
+        for c0 in range(0, pending.shape[0], chunk):  # aprons: from active owners, else evaluated
+            new = torch.arange(first + c0, first + min(c0 + chunk, pending.shape[0]), device=dev)
+            vals[new[:, None], apron[None, :, 0], apron[None, :, 1], apron[None, :, 2]] = _apron_values(
+                field, vals, brick_map, pending[c0:c0 + chunk], apron, B, R)
         coords_list.append(pending)
-        vals_list.append(new_vals)
-        crossed = _crossed_faces(new_vals, level)
+        crossed = _crossed_faces(vals[first:n_active], level)
         nbr = (pending[:, None, :].to(torch.int64) + _NEIGHBOURS.to(dev)[None])[crossed]
         inside = ((nbr >= 0) & (nbr < nb)).all(1)
         nbr = torch.unique(nbr[inside], dim=0)
@@ -217,8 +252,7 @@ def extract_mesh(
     if n_active == 0:
         return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64)
     coords = torch.cat(coords_list)
-    vals = torch.cat(vals_list).contiguous()
-    del vals_list
+    vals = vals[:n_active].contiguous()
     origin = (coords * B).contiguous()
     log.debug("extract_mesh: R=%d, %d of %d bricks active, %d field evaluations", R, n_active, nb**3, field.done)
 
