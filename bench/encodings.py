@@ -139,7 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per implementation; the best is kept")
     parser.add_argument("--hashgrid-only", action="store_true", help="skip the frequency and SH rows")
     parser.add_argument("--arch", default="auto", help="Taichi arch: auto, cpu or cuda")
+    parser.add_argument("--torch-threads", type=int, default=0,
+                        help="torch intra-op threads for the reference (0: torch's default); 1 is fairer on a busy machine")
     args = parser.parse_args(argv)
+    if args.torch_threads > 0:
+        torch.set_num_threads(args.torch_threads)
     from taichifield import runtime
 
     runtime.init(args.arch)

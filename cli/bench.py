@@ -42,6 +42,7 @@ def bench_encodings(
     log2_sizes: Annotated[str, typer.Option("--log2-sizes", help="Comma-separated log2 hash table sizes.")] = "15,19",
     repeats: Annotated[int, typer.Option("--repeats", help="Timed calls per implementation; the best is kept.")] = 3,
     hashgrid_only: Annotated[bool, typer.Option("--hashgrid-only", help="Skip the frequency and SH rows.")] = False,
+    torch_threads: Annotated[int, typer.Option("--torch-threads", help="Threads for the torch reference (0: torch's default; 1 is fairer on a busy machine).")] = 0,
     arch: ArchOption = "auto",
 ) -> None:
     """Taichi encodings vs their torch references (points/s and ratios, same run, warm kernels).
@@ -50,7 +51,8 @@ def bench_encodings(
 
         taichifield bench encodings --log2-sizes 15,19 --repeats 3
     """
-    argv = ["--points", str(points), "--log2-sizes", log2_sizes, "--repeats", str(repeats), "--arch", arch]
+    argv = ["--points", str(points), "--log2-sizes", log2_sizes, "--repeats", str(repeats), "--arch", arch,
+            "--torch-threads", str(torch_threads)]
     if hashgrid_only:
         argv.append("--hashgrid-only")
     raise typer.Exit(run_bench_script("encodings", argv))
