@@ -119,3 +119,15 @@ def test_scene_spec_errors(tmp_path) -> None:
     (tmp_path / "scene.json").write_text(json.dumps({"resolution": 0}))
     with pytest.raises(InputError, match="resolution"):
         read_scene_spec(tmp_path)
+
+
+def test_interrupted_render_resumes_with_same_settings(tmp_path) -> None:
+    folder = _tiny_scene(tmp_path)
+    prepare_scene(folder, splits=["val"])
+    (folder / "transforms_val.json").unlink()  # as if interrupted before the transforms file
+    stamp = json.loads(json.dumps(__import__("taichifield.scenes.prepare", fromlist=["_stamp"])._stamp(read_scene_spec(folder), "val")))
+    (folder / "val" / ".rendering.json").write_text(json.dumps(stamp))
+    before = (folder / "val" / "r_0.png").stat().st_mtime_ns
+    prepare_scene(folder, splits=["val"])
+    assert (folder / "val" / "r_0.png").stat().st_mtime_ns == before
+    assert (folder / "transforms_val.json").is_file() and not (folder / "val" / ".rendering.json").exists()

@@ -198,10 +198,19 @@ def _write_png(path: Path, rgba: torch.Tensor) -> None:
 def _render_split(folder: Path, spec: SceneSpec, split: str, on_view: Callable[[], None]) -> None:
     n = spec["splits"][split]
     poses = lego.camera_rig(split, n, radius=float(spec["camera_radius"]), seed=int(spec["seed"]))
+    # an interrupted render with the same settings left valid images: keep them
+    partial = folder / split / ".rendering.json"
+    resumable = partial.is_file() and partial.read_text() == json.dumps(_stamp(spec, split))
+    if not resumable:
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(partial) as tmp:
+            tmp.write_text(json.dumps(_stamp(spec, split)))
     frames = []
     for i in range(n):
-        rgba = render_lego_view(poses[i], spec["resolution"], float(spec["camera_angle_x"]), spec["supersample"])
-        _write_png(folder / split / f"r_{i}.png", rgba)
+        png = folder / split / f"r_{i}.png"
+        if not (resumable and png.is_file()):
+            rgba = render_lego_view(poses[i], spec["resolution"], float(spec["camera_angle_x"]), spec["supersample"])
+            _write_png(png, rgba)
         frames.append({"file_path": f"./{split}/r_{i}", "rotation": 0.0,
                        "transform_matrix": [[float(v) for v in row] for row in poses[i]]})
         on_view()
@@ -209,6 +218,7 @@ def _render_split(folder: Path, spec: SceneSpec, split: str, on_view: Callable[[
             "taichifield_scene": _stamp(spec, split)}
     with atomic_path(folder / f"transforms_{split}.json") as tmp:
         tmp.write_text(json.dumps(meta, indent=1))
+    partial.unlink(missing_ok=True)
 
 
 def prepare_scene(

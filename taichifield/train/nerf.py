@@ -79,6 +79,8 @@ class NerfTrainConfig:
     """Rays in the first step (then adapted to ``target_samples``)."""
     max_rays: int = 1 << 16
     """Upper bound on rays per step."""
+    grid_start: int = 16
+    """First step at which the occupancy grid is updated (all cells are occupied before)."""
     grid_resolution: int | None = None
     """Occupancy grid cells per side; None: 128 on CUDA (Instant-NGP), 64 on the CPU (cheaper updates)."""
     render_steps: int = 1024
@@ -201,7 +203,9 @@ def run_train_nerf(
         lr = state["base_lr"] * _lr_factor(step, config.steps, config.lr_decay)
         for g in optimizer.param_groups:
             g["lr"] = lr
-        if grid.update(step, density_fn) and not bool(grid.bits.any()):
+        # the untrained field's density says nothing: its first estimate (kept by the EMA's max)
+        # would hold the threshold up and empty the grid, so the first update waits
+        if step >= config.grid_start and grid.update(step, density_fn) and not bool(grid.bits.any()):
             # nearly uniform densities (e.g. at initialisation) can leave every cell at or
             # below the mean-based threshold: march everywhere rather than nowhere
             grid.bits.fill_(-1)
