@@ -22,7 +22,8 @@ import numpy as np
 import taichi as ti
 import torch
 
-from .marching_cubes import _CORNERS, _write_centre, cell_row, tables
+from .marching_cubes import tables
+from .mc_kernels import _CORNERS, cell_row, write_centre
 
 __all__ = ["canonicalise", "bricks_marching_cubes"]
 
@@ -141,7 +142,7 @@ def _emit(vals: ti.types.ndarray(ndim=4), origin: ti.types.ndarray(), brick_map:
                         code = tri_table[row, 0]
                         if code >> 4:
                             ids[12] = centre_key0 + nc
-                            _write_centre(centres, nc, d, ox + a, oy + b, oz + c)
+                            write_centre(centres, nc, d, ox + a, oy + b, oz + c)
                             nc += 1
                         for m in range(code & 15):
                             for q in ti.static(range(3)):
