@@ -65,7 +65,7 @@ def _step(
             hit[i] = ti.max(hit[i], 1)
         else:
             dn = ti.sqrt(rays_d[i, 0] ** 2 + rays_d[i, 1] ** 2 + rays_d[i, 2] ** 2)
-            ti_new = t[i] + u / ti.max(dn, 1e-12)
+            ti_new = ti.cast(t[i] + u / ti.max(dn, 1e-12), ti.f32)
             if ti_new > far:
                 t[i] = far
             else:
