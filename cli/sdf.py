@@ -54,7 +54,7 @@ def train_sdf_cmd(
     model: Annotated[str, typer.Option(help="relu (geometric-init MLP) | siren | hashgrid.")] = "relu",
     steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 2000,
     time_budget: Annotated[Optional[float], typer.Option("--time-budget", help="Stop and save after this many seconds.")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Surface points per step.")] = 1024,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Surface points per step.")] = 512,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: per model).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue RUN/ckpt.pt with its own settings.")] = False,
     preview: Annotated[bool, typer.Option("--preview/--no-preview", help="Also render RUN/preview.png.")] = True,

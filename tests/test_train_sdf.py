@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +45,17 @@ def test_default_model_recovers_a_sphere(sphere_file: Path, tmp_path: Path) -> N
     assert len(faces) > 1000 and np.abs(r - RADIUS).mean() < 0.02 * RADIUS
 
 
-def test_resume_continues_exactly(sphere_file: Path, tmp_path: Path) -> None:
-    opts = dict(batch_size=64, model_options={"hidden": 16, "layers": 2}, checkpoint_every=1000)
-    train_sdf(sphere_file, tmp_path / "full", SDFTrainConfig(steps=6, **opts))
-    train_sdf(sphere_file, tmp_path / "half", SDFTrainConfig(steps=3, **opts))
-    train_sdf(sphere_file, tmp_path / "half", SDFTrainConfig(steps=6, **opts), resume=True)
+def test_sigterm_then_resume_continues_exactly(sphere_file: Path, tmp_path: Path) -> None:
+    opts = dict(steps=6, batch_size=64, model_options={"hidden": 16, "layers": 2}, checkpoint_every=1000)
+    train_sdf(sphere_file, tmp_path / "full", SDFTrainConfig(**opts))
+
+    def terminate_at_3(step: int, stats: dict) -> None:
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)  # the loop saves and stops after this step
+
+    first = train_sdf(sphere_file, tmp_path / "half", SDFTrainConfig(**opts), on_step=terminate_at_3)
+    assert first.stopped == "signal" and first.step == 3
+    train_sdf(sphere_file, tmp_path / "half", SDFTrainConfig(**opts), resume=True)
     a = load_checkpoint(tmp_path / "full" / "ckpt.pt", "sdf")
     b = load_checkpoint(tmp_path / "half" / "ckpt.pt", "sdf")
     assert a["step"] == b["step"] == 6

@@ -56,7 +56,7 @@ class SDFTrainConfig:
     """Optimisation steps."""
     time_budget: float | None = None
     """Stop (and save) after this many seconds of training."""
-    batch_size: int = 1024
+    batch_size: int = 512
     """Surface points per step (plus as many near-surface and 1/8 uniform samples)."""
     lr: float | None = None
     """Adam learning rate (None: the model's default, DEFAULT_LR)."""
@@ -111,7 +111,9 @@ class SDFModel:
 
 
 def _field_from_config(cfg: dict[str, Any]) -> SDFField:
-    return build_sdf_field(cfg["model"], **cfg.get("model_options", {}))
+    """The full model config saved with the weights wins over today's defaults."""
+    full = dict(cfg.get("model_config") or {"model": cfg["model"], **cfg.get("model_options", {})})
+    return build_sdf_field(full.pop("model"), **full)
 
 
 def load_sdf(path: str | os.PathLike[str]) -> SDFModel:
@@ -234,6 +236,8 @@ def train_sdf(
         saved = ckpt["config"]
         keep = {f.name for f in fields(SDFTrainConfig)}
         cfg = SDFTrainConfig(**{k: v for k, v in saved.items() if k in keep})
+        if saved.get("model_config"):  # rebuild exactly the saved architecture
+            cfg.model_options = {k: v for k, v in saved["model_config"].items() if k != "model"}
         cfg.steps = (config or cfg).steps
         cfg.time_budget = (config or cfg).time_budget
     _check_config(cfg)
@@ -257,7 +261,8 @@ def train_sdf(
     guard = NonFiniteGuard(opt)
     loss_fn = _loss_fn(model, sampler, cfg, gen)
     t0 = time.monotonic()
-    sched = {"scale": 1.0, "last": lr0}  # the guard's back-off survives the schedule
+    # the guard's back-off survives the schedule (and a resume)
+    sched = {"scale": float(ckpt["meta"].get("lr_scale", 1.0)) if ckpt else 1.0, "last": opt.param_groups[0]["lr"]}
 
     def step_fn(step: int) -> dict[str, float] | None:
         progress = step / cfg.steps
@@ -284,6 +289,7 @@ def train_sdf(
             "source": str(points),
             "n_points": int(len(sampler.pts)),
             "train_seconds": elapsed0 + time.monotonic() - t0,
+            "lr_scale": sched["scale"],
         }
         conf = asdict(cfg) | {"model_config": model.config_dict()}
         save_checkpoint(ckpt_path, "sdf", conf, model.state_dict(), optimizer=opt.state_dict(), rng=rng_state(gen), step=step, meta=meta)
