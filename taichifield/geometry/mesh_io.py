@@ -39,7 +39,10 @@ def _fan(polys: list[list[int]], name: str) -> np.ndarray:
 
 
 def _finish(path: Path, v: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    v = np.ascontiguousarray(v, dtype=np.float32).reshape(-1, 3)
+    v = np.asarray(v)
+    if v.ndim != 2 or v.shape[1] != 3:
+        raise InputError(f"{path}: vertices need three coordinates each, got an array of shape {v.shape}")
+    v = np.ascontiguousarray(v, dtype=np.float32)
     f = np.ascontiguousarray(f, dtype=np.int64).reshape(-1, 3)
     if len(f) == 0:
         raise InputError(f"{path}: mesh has no faces (a point cloud?)")
@@ -221,12 +224,14 @@ def load_mesh(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     if suffix not in readers:
         raise InputError(f"{p}: unknown mesh format {suffix or '(none)'!r}; use {', '.join(MESH_SUFFIXES)}")
     try:
-        v, f = readers[suffix](p)
+        return _finish(p, *readers[suffix](p))
     except InputError:
         raise
-    except (ValueError, IndexError, TypeError, KeyError, UnicodeDecodeError) as exc:
-        raise InputError(f"{p}: corrupt {suffix[1:].upper()} file ({type(exc).__name__}: {exc})") from None
-    return _finish(p, v, f)
+    except (ValueError, IndexError, TypeError, KeyError, UnicodeDecodeError, OverflowError, EOFError) as exc:
+        detail = " ".join(str(exc).split())[:160]
+        raise InputError(f"{p}: corrupt {suffix[1:].upper()} file ({type(exc).__name__}: {detail})") from None
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read ({exc.strerror or exc})") from None
 
 
 # --------------------------------------------------------------------------- write
