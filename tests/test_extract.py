@@ -127,6 +127,8 @@ def test_bad_arguments():
         extract_mesh(sphere, 32, (0, 1))
     with pytest.raises(InputError, match="values"):
         extract_mesh(lambda p: p[:1, 0], 16, BOX)
+    with pytest.raises(InputError, match="NaN"):
+        extract_mesh(lambda p: torch.where(p[:, 0] > 0.5, float("nan"), sphere(p)), 24, BOX)
 
 
 def test_small_component_between_coarse_corners_found_by_lipschitz_seed():

@@ -193,7 +193,8 @@ def extract_mesh(
         faces: (F, 3) int64.
 
     Raises:
-        InputError: resolution < 2 or not an int, a malformed bbox, a wrong-sized result.
+        InputError: resolution < 2 or not an int, a malformed bbox, a wrong-sized result,
+            NaN/inf values in the evaluated band.
         ResourceError: resolution above :data:`MAX_RESOLUTION` (with an estimate).
     """
     R = _check_resolution(resolution)
@@ -253,6 +254,9 @@ def extract_mesh(
         return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64)
     coords = torch.cat(coords_list)
     vals = vals[:n_active].contiguous()
+    bad = int((~torch.isfinite(vals)).sum())
+    if bad:
+        raise InputError(f"extract_mesh: sdf_fn returned NaN or infinite values at {bad} grid points near the surface")
     origin = (coords * B).contiguous()
     log.debug("extract_mesh: R=%d, %d of %d bricks active, %d field evaluations", R, n_active, nb**3, field.done)
 
