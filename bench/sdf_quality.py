@@ -44,6 +44,9 @@ def main() -> int:
     ap.add_argument("--depth", type=int, default=9, help="Poisson octree depth")
     ap.add_argument("--out", type=Path, default=Path("bench_out/sdf_quality"))
     ap.add_argument("--json", action="store_true", help="also print the rows as JSON")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (1: on a shared 2-core machine, 2 threads spin-wait and run ~5x slower)")
+    ap.add_argument("--reuse", action="store_true", help="mesh existing OUT/<model>_<loss>/ckpt.pt instead of training")
     args = ap.parse_args()
     if args.quick:
         args.time_budget, args.points, args.res = 30.0, 20_000, 128
@@ -59,9 +62,11 @@ def main() -> int:
     from taichifield.geometry.extract import extract_mesh
     from taichifield.geometry.mesh_io import load_mesh, save_mesh
     from taichifield.geometry.metrics import mesh_metrics
+    from taichifield.train.checkpoint import load_checkpoint
     from taichifield.train.sdf import SDFTrainConfig, load_sdf, train_sdf
 
     tf.init("cpu")
+    torch.set_num_threads(args.threads)
     gt_v, gt_f = load_mesh(args.mesh)
     data = load_oriented_points(args.mesh, n_samples=args.points, seed=0)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -82,16 +87,22 @@ def main() -> int:
     for run in runs:
         model, loss = run.split(":")
         run_dir = args.out / f"{model}_{loss}"
-        cfg = SDFTrainConfig(model=model, loss=loss, steps=10**7, time_budget=args.time_budget)
-        result = train_sdf(pts_file, run_dir, cfg)
-        sdf = load_sdf(run_dir)
+        if args.reuse and (run_dir / "ckpt.pt").exists():
+            sdf = load_sdf(run_dir)
+            steps = sdf.step
+            train_s = float(load_checkpoint(run_dir / "ckpt.pt", "sdf")["meta"].get("train_seconds", float("nan")))
+        else:
+            cfg = SDFTrainConfig(model=model, loss=loss, steps=10**7, time_budget=args.time_budget)
+            result = train_sdf(pts_file, run_dir, cfg)
+            sdf = load_sdf(run_dir)
+            steps, train_s = result.step, result.seconds
         t1 = time.perf_counter()
         with torch.no_grad():
             v, f = extract_mesh(sdf, args.res, sdf.bbox(1.0))
         mesh_s = time.perf_counter() - t1
         save_mesh(run_dir / "mesh.ply", v, f)
         metrics = mesh_metrics(v, f, gt_v, gt_f, seed=0) if len(f) else {"chamfer_l1": float("nan")}
-        rows.append({"method": f"{model}:{loss}", "steps": result.step, "train_s": result.seconds, "mesh_s": mesh_s, **metrics})
+        rows.append({"method": f"{model}:{loss}", "steps": steps, "train_s": train_s, "mesh_s": mesh_s, **metrics})
         _print_row(rows[-1], rows[0])
 
     print()
