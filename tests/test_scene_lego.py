@@ -47,6 +47,17 @@ def test_sdf_signs_and_studs() -> None:
     assert torch.allclose(lego.lego_albedo(centres), torch.tensor([b.color for b in lego.BRICKS]))
 
 
+def test_taichi_sdf_kernel_on_every_arch(arch: str) -> None:
+    g = torch.Generator().manual_seed(1)
+    p = torch.rand(2000, 3, generator=g) * 2.4 - 1.2
+    d, brick = lego_sdf_taichi(p, return_brick=True)
+    d_ref, _ = lego.lego_sdf_and_brick(p)
+    assert torch.allclose(d, d_ref, atol=1e-5)
+    colors = torch.tensor([b.color for b in lego.BRICKS])
+    inside = d_ref < -1e-3  # away from ties between bricks, the nearest brick agrees
+    assert torch.allclose(colors[brick.long()][inside], lego.lego_albedo(p)[inside])
+
+
 def test_sdf_is_a_distance_bound() -> None:
     """|grad sdf| ~ 1 outside the model, and the Taichi kernel matches the torch reference."""
     g = torch.Generator().manual_seed(0)
@@ -131,3 +142,17 @@ def test_interrupted_render_resumes_with_same_settings(tmp_path) -> None:
     prepare_scene(folder, splits=["val"])
     assert (folder / "val" / "r_0.png").stat().st_mtime_ns == before
     assert (folder / "transforms_val.json").is_file() and not (folder / "val" / ".rendering.json").exists()
+
+
+def test_gt_mesh_is_cached_and_bounded(tmp_path) -> None:
+    from taichifield.scenes.prepare import lego_gt_mesh
+
+    folder = _tiny_scene(tmp_path)
+    v, f = lego_gt_mesh(folder, resolution=48)
+    assert (folder / "cache" / "gt_mesh_48.ply").is_file()
+    assert v.shape[1] == 3 and f.shape[1] == 3 and len(f) > 500
+    lo, hi = torch.tensor(lego.SCENE_BOUNDS[0]), torch.tensor(lego.SCENE_BOUNDS[1])
+    assert (v >= lo - 0.02).all() and (v <= hi + 0.02).all()
+    assert (lego.lego_sdf(v).abs() < 0.05).all()  # vertices lie on the surface (to grid accuracy)
+    v2, f2 = lego_gt_mesh(folder, resolution=48)  # from the cache
+    assert v2.shape == v.shape and torch.equal(f2, f)

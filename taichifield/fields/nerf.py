@@ -158,10 +158,7 @@ class NerfField(nn.Module):
             rgb (N, 3) in (0, 1), sigma (N,) >= 0.
         """
         sigma, geo = self._geometry(x)
-        if self.config.encoding == "frequency":
-            d = self.dir_encoding(dirs)
-        else:
-            d = self.dir_encoding(dirs)  # SH of unit directions
+        d = self.dir_encoding(dirs)  # SH (hash-grid model) or frequency encoding of unit directions
         rgb = torch.sigmoid(self.color_mlp(torch.cat([d.to(geo.dtype), geo], dim=-1)))
         return rgb, sigma
 
