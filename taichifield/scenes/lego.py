@@ -4,7 +4,7 @@ The shipped ``scenes/lego`` stands in for NeRF-synthetic's lego (which cannot be
 downloaded here). It is a 10x10-stud base plate carrying eight bricks with studs,
 some stacked up to four levels. Units follow real LEGO proportions scaled so one stud
 pitch is 0.2: a brick is 0.24 tall, a plate 0.08, a stud 0.12 wide and 0.04 tall. The
-model is centred on the origin, z up (Blender), inside ``[-1.05, 1.05]^2 x [-0.40, 0.64]``.
+model is centred on the origin, z up (Blender), inside ``[-1, 1]^2 x [-0.40, 0.68]``.
 
 Everything is vectorised torch on ``(N, 3)`` points, so the same SDF drives the
 project's sphere tracer (views), marching cubes (ground-truth mesh) and tests.
@@ -53,8 +53,6 @@ BASE_Z = -0.40  # bottom of the base plate
 BASE_STUDS = 10  # base plate is BASE_STUDS x BASE_STUDS studs
 ORIGIN_XY = -0.5 * BASE_STUDS * PITCH  # world x/y of the base plate's corner
 
-# Axis-aligned box enclosing the model (studs included), with a small margin.
-SCENE_BOUNDS = ((-1.05, -1.05, -0.41), (1.05, 1.05, 0.64))
 
 
 @dataclass(frozen=True)
@@ -96,6 +94,19 @@ BRICKS: tuple[Brick, ...] = (
     Brick(3, 2, 2, 2, 2, (0.55, 0.15, 0.60)),  # purple 2x2 on orange
     Brick(3, 2, 1, 2, 3, (0.15, 0.15, 0.17)),  # black 1x2 on purple
 )
+
+
+def _bounds(bricks: tuple[Brick, ...], margin: float = 0.01) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    los = [b.box()[0] for b in bricks]
+    his = [b.box()[1] for b in bricks]
+    lo = tuple(min(p[k] for p in los) - margin for k in range(3))
+    hi = tuple(max(p[k] for p in his) + (STUD_HEIGHT if k == 2 else 0.0) + margin for k in range(3))
+    return lo, hi
+
+
+# Axis-aligned box enclosing the model, studs included, with a 0.01 margin:
+# about (-1.01, -1.01, -0.41) .. (1.01, 1.01, 0.69).
+SCENE_BOUNDS = _bounds(BRICKS)
 
 
 def _box_sdf(p: torch.Tensor, lo: tuple[float, ...], hi: tuple[float, ...], r: float) -> torch.Tensor:
