@@ -34,7 +34,7 @@ BLENDER_FAR = 6.0
 
 def _frame_image_path(root: Path, file_path: str) -> Path:
     p = root / file_path
-    if p.suffix.lower() not in (".png", ".jpg", ".jpeg", ".exr", ".bmp", ".tif", ".tiff", ".webp"):
+    if p.suffix.lower() not in (".png", ".jpg", ".jpeg", ".exr", ".bmp", ".tif", ".tiff", ".webp") and p.name:
         p = p.with_name(p.name + ".png")
     return p
 

@@ -41,10 +41,14 @@ def read_image(path: Path, source: Path) -> np.ndarray:
     Raises:
         InputError: missing or unreadable image (the message names it and ``source``).
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    if not path.is_file():
-        raise InputError(f"{source}: image {path} not found")
+    try:
+        found = path.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        found = False
+    if not found:
+        raise InputError(f"{source}: image {str(path)[:200]} not found")
     try:
         with Image.open(path) as im:
             im.load()
@@ -53,8 +57,9 @@ def read_image(path: Path, source: Path) -> np.ndarray:
             elif im.mode != "RGB":
                 im = im.convert("RGB")
             arr = np.asarray(im, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise InputError(f"{source}: cannot read image {path} ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types (SyntaxError, struct.error, ...) on bad data
+        detail = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise InputError(f"{source}: cannot read image {path} ({detail})") from None
     return arr
 
 

@@ -73,9 +73,12 @@ def _aabb(data: dict[str, Any], path: Path) -> torch.Tensor:
     scale = _float(data, "scale", path, NGP_DEFAULT_SCALE)
     if aabb_scale <= 0 or scale <= 0:
         raise InputError(f"{path}: aabb_scale and scale must be positive")
-    offset = np.asarray(data.get("offset", [0.5, 0.5, 0.5]), dtype=np.float64).reshape(-1)
-    if offset.shape != (3,):
-        raise InputError(f"{path}: offset must be 3 numbers")
+    try:
+        offset = np.asarray(data.get("offset", [0.5, 0.5, 0.5]), dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        offset = np.zeros(0)
+    if offset.shape != (3,) or not np.isfinite(offset).all():
+        raise InputError(f"{path}: offset must be 3 finite numbers")
     # ngp coordinate i holds world coordinate (i + 1) % 3, so world j used ngp offset j - 1
     centre = (0.5 - np.roll(offset, 1)) / scale
     half = 0.5 * aabb_scale / scale
