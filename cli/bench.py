@@ -32,7 +32,17 @@ def run_bench_script(name: str, argv: list[str]) -> int:
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses and pickling look the module up there
     spec.loader.exec_module(module)
-    return int(module.main(argv) or 0)
+    saved_argv = sys.argv
+    sys.argv = [str(path), *argv]  # scripts whose main() reads sys.argv see the same options
+    try:
+        try:
+            return int(module.main(argv) or 0)
+        except TypeError as exc:
+            if "positional argument" not in str(exc):
+                raise
+            return int(module.main() or 0)
+    finally:
+        sys.argv = saved_argv
 
 
 @bench_app.command("encodings")
@@ -56,3 +66,27 @@ def bench_encodings(
     if hashgrid_only:
         argv.append("--hashgrid-only")
     raise typer.Exit(run_bench_script("encodings", argv))
+
+
+_PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+# name -> (script, what it measures, example); the options after the name go to the script
+_SCRIPTS = {
+    "volume-rendering": ("volume_rendering", "Taichi volume rendering (forward+backward, packed samples) vs the torch reference, samples/s and ratio.", "taichifield bench volume-rendering"),
+    "marching-cubes": ("marching_cubes", "Our marching cubes vs skimage, PyMCubes and VTK Flying Edges on the same 256^3 grids: time, ratios, topology.", "taichifield bench marching-cubes"),
+    "extract-mesh": ("extract_mesh", "Narrow-band extract_mesh at 256 and 512: time, peak memory, field evaluations, t(512)/t(256).", "taichifield bench extract-mesh"),
+    "nerf-cpu": ("nerf_cpu", "Train the real lego at 100x100 within a time budget, then PSNR on 20 test views (needs ../shared/data).", "taichifield bench nerf-cpu --time-budget 600"),
+    "sdf-quality": ("sdf_quality", "Neural SDF losses/models vs Open3D screened Poisson on 100k bunny points: Chamfer-L1 side by side.", "taichifield bench sdf-quality"),
+}
+
+
+def _register(command: str, script: str, summary: str, example: str) -> None:
+    def run(ctx: typer.Context) -> None:
+        raise typer.Exit(run_bench_script(script, list(ctx.args)))
+
+    run.__doc__ = f"{summary}\n\nOptions after the name go to bench/{script}.py (try --help).\n\nExample:\n\n    {example}"
+    bench_app.command(command, context_settings=_PASSTHROUGH)(cli_command(run))
+
+
+for _name, (_script, _summary, _example) in _SCRIPTS.items():
+    _register(_name, _script, _summary, _example)

@@ -12,7 +12,11 @@ torch-heavy submodules nor open3d. Public names are resolved lazily on first use
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
+
+# Taichi prints a banner when imported; a library (and JSON-printing commands) should not.
+os.environ.setdefault("ENABLE_TAICHI_HEADER_PRINT", "False")
 
 __version__ = "0.1.0"
 
