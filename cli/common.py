@@ -54,6 +54,11 @@ def _os_error_message(exc: OSError) -> str:
     return f"{shown}: {what}"
 
 
+def _is_out_of_memory(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text)
+
+
 def cli_command(fn: F) -> F:
     """Turn library errors into one ``error: ...`` line and exit code 2, Ctrl-C into 130.
 
@@ -80,7 +85,7 @@ def cli_command(fn: F) -> F:
             raise typer.Exit(2) from None
         except MemoryError as exc:
             detail = " ".join(str(exc).split())[:200] or "allocation failed"
-            err(f"out of memory ({detail}); lower --res or the batch size")
+            err(f"out of memory ({detail}); lower --res, the image size or the batch size")
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err("interrupted")
@@ -88,6 +93,11 @@ def cli_command(fn: F) -> F:
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as exc:
+            if _is_out_of_memory(exc):  # torch reports failed allocations as RuntimeError
+                detail = " ".join(str(exc).split())
+                detail = detail[detail.find("tried to allocate"):][:120] if "tried to allocate" in detail else detail[:120]
+                err(f"out of memory ({detail}); lower --res, the image size or the batch size")
+                raise typer.Exit(2) from None
             if _debug():
                 raise
             detail = " ".join(str(exc).split())[:160]

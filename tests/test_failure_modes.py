@@ -463,6 +463,9 @@ def test_other_bad_options(tmp_path: Path, files: dict[str, Path], sdf_ckpt: Pat
     expect_error(["train", "nerf", files["good_scene"], "--out", out / "r", "--encoding", "magic"], "magic")
     expect_error(["train", "nerf", files["good_scene"], "--out", out / "r", "--downscale", 0, "--steps", 1], "downscale")
     expect_error(["train", "image", files["points"], "--out", out / "r", "--encoding", "magic"], "magic")
+    line = expect_error(["train", "nerf", files["good_scene"], "--out", out / "r", "--downscale", 64, "--steps", 1],
+                        "transforms_train.json")
+    assert "downscale 64 is larger than the 8x8 images" in line
     assert not out.exists()
 
 
@@ -532,6 +535,23 @@ def test_internal_error_is_one_line_for_users(monkeypatch: pytest.MonkeyPatch, t
     monkeypatch.delenv("PYTEST_CURRENT_TEST")
     line = expect_error(args, "KeyError", code=1)
     assert "internal error" in line and "TAICHIFIELD_DEBUG=1" in line
+
+
+def test_failed_allocation_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import taichifield.geometry.mesh_io as mesh_io
+
+    def numpy_oom(path: Any) -> Any:
+        return np.empty((10**6, 10**6, 64))  # 512 TB: numpy's MemoryError, raised before touching memory
+
+    def torch_oom(path: Any) -> Any:
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 40000000000 bytes. Error code 12")
+
+    args = ["eval", "mesh", tmp_path / "a.ply", tmp_path / "b.ply"]
+    for fake in (numpy_oom, torch_oom):
+        monkeypatch.setattr(mesh_io, "load_mesh", fake)
+        line = expect_error(args)
+        assert line.startswith("error: out of memory (") and "allocate" in line, line
 
 
 def test_real_process_shows_no_traceback(tmp_path: Path) -> None:

@@ -82,7 +82,7 @@ def load_blender(root: str | Path, split: str = "train", downscale: int = 1,
         fp = require(fr, "file_path", path, f" in frame {i}")
         poses.append(check_pose(require(fr, "transform_matrix", path, f" in frame {i}"), path, f"frame {i} ({fp})"))
         paths.append(_frame_image_path(root, str(fp)))
-    images = downscale_images(load_images(paths, path), int(downscale))
+    images = downscale_images(load_images(paths, path), int(downscale), path)
     n, H, W, _ = images.shape
     fx = 0.5 * W / math.tan(0.5 * angle_x)
     fy = fx

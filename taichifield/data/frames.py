@@ -102,7 +102,7 @@ def stack_images(images: Sequence[np.ndarray], names: Sequence[Path], source: Pa
     return torch.from_numpy(np.stack(images))
 
 
-def downscale_images(images: torch.Tensor, k: int) -> torch.Tensor:
+def downscale_images(images: torch.Tensor, k: int, source: Path | str | None = None) -> torch.Tensor:
     """Area filter by an integer factor, with premultiplied alpha.
 
     RGB is multiplied by alpha, averaged over ``k x k`` blocks together with alpha, then
@@ -112,14 +112,21 @@ def downscale_images(images: torch.Tensor, k: int) -> torch.Tensor:
     Args:
         images: (n, H, W, C) uint8, C = 3 or 4.
         k: factor >= 1.
+        source: the scene file, for the error message.
 
     Returns:
         (n, H // k, W // k, C) uint8.
+
+    Raises:
+        InputError: ``k`` is larger than the images.
     """
     if k == 1:
         return images
     n, H, W, C = images.shape
     h, w = H // k, W // k
+    if h < 1 or w < 1:
+        where = f"{source}: " if source is not None else ""
+        raise InputError(f"{where}downscale {k} is larger than the {W}x{H} images (no pixels left)")
     x = images[:, : h * k, : w * k].float().view(n, h, k, w, k, C)
     if C == 4:
         a = x[..., 3:4] / 255.0

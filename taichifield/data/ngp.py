@@ -159,7 +159,7 @@ def load_ngp(path: str | Path, split: str = "train", downscale: int = 1,
         if not any(distortion):
             distortion = None
     k = int(downscale)
-    images = downscale_images(images, k)
+    images = downscale_images(images, k, path)
     c2w = torch.from_numpy(np.stack(poses)).float()
     aabb = _aabb(data, path)
     corners = torch.stack(torch.meshgrid(*[aabb[:, j] for j in range(3)], indexing="ij"), -1).reshape(-1, 3)
