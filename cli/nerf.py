@@ -72,6 +72,13 @@ def train_nerf_command(
                              downscale=downscale, seed=seed, target_samples=target_samples,
                              model=NerfConfig(encoding=encoding, log2_table_size=log2_table_size))  # type: ignore[arg-type]
     scene_bar = _SceneBar(quiet)
+    if scene is not None:  # first-use rendering of a procedural scene, before the training bar starts
+        from taichifield.scenes.prepare import prepare_scene
+
+        try:
+            prepare_scene(scene, splits=["train", "test"], progress=scene_bar)
+        finally:
+            scene_bar.close()
     label = Path(scene).name if scene else Path(resume).name  # type: ignore[arg-type]
     with Progress(f"nerf [{label}]", total=steps, quiet=quiet, unit="step") as bar:
 

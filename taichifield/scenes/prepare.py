@@ -41,7 +41,7 @@ ProgressFn = Callable[[int, int, str], None]
 """``progress(done, total, message)``: views rendered so far out of the views to render."""
 
 SPLITS = ("train", "val", "test")
-RENDER_VERSION = 2  # bump when the renderer's output changes, to invalidate caches
+RENDER_VERSION = 3  # bump when the renderer's output changes, to invalidate caches
 
 DEFAULTS: dict[str, Any] = {
     "generator": "lego",
