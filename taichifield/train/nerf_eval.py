@@ -5,7 +5,6 @@ These are the library ends of ``taichifield eval|render|mesh nerf``.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -200,7 +199,3 @@ def mesh_nerf(
     save_mesh(out, verts, faces)
     return Path(out), int(len(verts)), int(len(faces))
 
-
-def write_eval_json(result: EvalResult, path: str | os.PathLike[str]) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
