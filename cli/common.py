@@ -108,6 +108,21 @@ def cli_command(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def check_positive(**options: float | None) -> None:
+    """Refuse option values that are not positive finite numbers (None means "not given").
+
+    Example: ``check_positive(steps=steps, time_budget=time_budget)`` raises
+    ``InputError("--time-budget must be a positive number, got -1.0")``.
+    """
+    import math
+
+    from taichifield.errors import InputError
+
+    for name, value in options.items():
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise InputError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
+
+
 def start_runtime(arch: str, seed: int | None = None) -> str:
     """The CLI's one call into the Taichi runtime; returns the arch in use."""
     from taichifield import runtime
