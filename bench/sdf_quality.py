@@ -45,7 +45,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path("bench_out/sdf_quality"))
     ap.add_argument("--json", action="store_true", help="also print the rows as JSON")
     ap.add_argument("--threads", type=int, default=1,
-                    help="torch CPU threads (1: on a shared 2-core machine, 2 threads spin-wait and run ~5x slower)")
+                    help="torch CPU threads (1: on a busy shared 2-core machine 2 threads were much slower)")
     ap.add_argument("--reuse", action="store_true", help="mesh existing OUT/<model>_<loss>/ckpt.pt instead of training")
     args = ap.parse_args()
     if args.quick:

@@ -28,9 +28,14 @@ def _mesh_suffix(out: Path) -> None:
 # ----------------------------------------------------------------------------- train sdf
 
 
-def run_train_sdf(points: Path, out: Path, *, resume: bool, quiet: bool, preview: bool, **options: Any) -> str:
+def run_train_sdf(points: Path, out: Path, *, resume: bool, quiet: bool, preview: bool, threads: int = 1, **options: Any) -> str:
     """Train, write RUN/ckpt.pt (and RUN/preview.png); returns the summary line."""
+    import torch
+
     from taichifield.train.sdf import SDFTrainConfig, train_sdf
+
+    if threads > 0:
+        torch.set_num_threads(threads)
 
     cfg = SDFTrainConfig(**{k: v for k, v in options.items() if v is not None})
     with Progress("train sdf", total=cfg.steps, quiet=quiet, unit="step") as bar:
@@ -58,6 +63,8 @@ def train_sdf_cmd(
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: per model).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue RUN/ckpt.pt with its own settings.")] = False,
     preview: Annotated[bool, typer.Option("--preview/--no-preview", help="Also render RUN/preview.png.")] = True,
+    threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default). The small MLP gains nothing from more; "
+                                              "on a busy 2-core machine 2 threads were much slower than 1.")] = 1,
     arch: ArchOption = "auto",
     seed: SeedOption = 0,
     quiet: QuietOption = False,
@@ -68,7 +75,7 @@ def train_sdf_cmd(
     """
     start_runtime(arch, seed)
     typer.echo(run_train_sdf(
-        points, out, resume=resume, quiet=quiet, preview=preview, loss=loss, model=model, steps=steps,
+        points, out, resume=resume, quiet=quiet, preview=preview, threads=threads, loss=loss, model=model, steps=steps,
         time_budget=time_budget, batch_size=batch_size, lr=lr, seed=seed,
     ))
 
