@@ -34,7 +34,7 @@ ENV = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"} | {"OM
 CLI = [sys.executable, "-m", "taichifield.cli.main"]
 TINY = {"hidden": 16, "layers": 2}
 
-# A driver: train a tiny SDF; optionally SIGTERM itself after step K, checkpoint every step.
+# A driver: train a tiny SDF; optionally Ctrl-C (SIGINT) itself after step K, checkpoint every step.
 DRIVER = """
 import json, os, signal, sys
 from taichifield import runtime
@@ -44,7 +44,7 @@ points, out, steps, term_at, every, resume = sys.argv[1], sys.argv[2], int(sys.a
 cfg = SDFTrainConfig(steps=steps, batch_size=32, checkpoint_every=every, model_options={"hidden": 16, "layers": 2})
 def on_step(step, stats):
     if step == term_at:
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)
     if step % 5 == 0:
         print("step", step, flush=True)
 r = train_sdf(points, out, cfg, on_step=on_step, resume=resume)
@@ -115,8 +115,8 @@ def test_sigterm_on_cli_training_saves_and_exits_cleanly(points: Path, tmp_path:
     assert f"{ckpt['step']} steps" in out
 
 
-def test_resume_after_sigterm_equals_uninterrupted_run(points: Path, tmp_path: Path) -> None:
-    """SIGTERM at step 7 of 16, then `train sdf --resume`: the same weights as 16 steps straight."""
+def test_resume_after_ctrl_c_equals_uninterrupted_run(points: Path, tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) at step 7 of 16, then `train sdf --resume`: the same weights as 16 steps straight."""
     steps = 16
     full = tmp_path / "full"
     train_sdf(points, full, tiny_config(steps))
