@@ -52,7 +52,7 @@ class SDFTrainConfig:
     """igr | siren | deepsdf | occupancy."""
     model: str = "relu"
     """relu (geometric-init MLP) | siren | hashgrid."""
-    steps: int = 2000
+    steps: int = 5000
     """Optimisation steps."""
     time_budget: float | None = None
     """Stop (and save) after this many seconds of training."""
