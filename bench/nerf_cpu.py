@@ -10,7 +10,10 @@ next to the repository, or ``$TAICHIFIELD_LEGO``); it is never copied into the r
 When it is absent the script says so and exits with status 2.
 
     python bench/nerf_cpu.py [--time-budget 600] [--downscale 4] [--n-test 20] [--arch cpu]
-                             [--log2-table-size 17] [--render-steps 512] [--out runs/bench-nerf-cpu]
+                             [--log2-table-size 16] [--max-resolution 512] [--render-steps 512] [--out DIR]
+
+Measured here (2 shared cores, load average ~4): 1735 steps, test PSNR 28.86 dB, SSIM 0.970
+with these defaults; 571 steps, 27.89 dB with --log2-table-size 17 --max-resolution 1024.
 """
 
 from __future__ import annotations
@@ -34,8 +37,9 @@ def main() -> int:
     parser.add_argument("--n-test", type=int, default=20, help="test views scored (default 20)")
     parser.add_argument("--arch", default="cpu", help="Taichi arch (default cpu)")
     parser.add_argument("--encoding", default="hashgrid", choices=["hashgrid", "frequency"])
-    parser.add_argument("--log2-table-size", type=int, default=17, help="hash table size per level, log2 (default 17)")
-    parser.add_argument("--max-resolution", type=int, default=1024, help="finest hash grid resolution (default 1024)")
+    parser.add_argument("--log2-table-size", type=int, default=16, help="hash table size per level, log2 (default 16)")
+    parser.add_argument("--max-resolution", type=int, default=512,
+                        help="finest hash grid resolution (default 512: cells of 0.006, well under a 100 px pixel footprint)")
     parser.add_argument("--target-samples", type=int, default=1 << 16, help="samples per step (default 2^16)")
     parser.add_argument("--render-steps", type=int, default=512,
                         help="marching steps across the box (default 512: step 0.01, finer than a 100 px pixel footprint)")
