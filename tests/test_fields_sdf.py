@@ -74,3 +74,42 @@ def test_unknown_model_or_option() -> None:
         build_sdf_field("nerf")
     with pytest.raises(ValueError, match="widht"):
         build_sdf_field("relu", widht=3)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fitted_geometric_init_is_a_close_sphere_sdf(seed: int) -> None:
+    # the plain SAL init at width 128 only reaches correlation ~0.87 with |x| - r; the
+    # ridge refit of the last layer (init_fit) makes it a close sphere SDF in the whole cube
+    torch.manual_seed(seed)
+    plain = build_sdf_field("relu", hidden=128, layers=4, radius=0.5)
+    torch.manual_seed(seed)
+    field = build_sdf_field("relu", hidden=128, layers=4, radius=0.5, init_fit=True)
+    x = torch.rand((4000, 3), generator=torch.Generator().manual_seed(seed + 10)) * 2 - 1
+    with torch.no_grad():
+        u, u_plain = field(x), plain(x)
+    sphere = x.norm(dim=-1) - 0.5
+    err, err_plain = (u - sphere).abs().mean(), (u_plain - sphere).abs().mean()
+    assert torch.corrcoef(torch.stack([u, sphere]))[0, 1] > 0.99
+    assert err < 0.04 and err < 0.5 * err_plain
+    # only the last layer's weights change; its bias stays -r
+    for a, b in zip(list(field.linears)[:-1], list(plain.linears)[:-1]):
+        assert torch.equal(a.weight, b.weight)
+    assert float(field.linears[-1].bias) == -0.5
+    _, g = field.value_and_gradient(x, create_graph=False)
+    assert (g.norm(dim=-1) - 1).abs().mean() < 0.1
+
+
+def test_skip_connection_and_frequency_encoding_keep_the_sphere_and_use_autograd() -> None:
+    torch.manual_seed(0)
+    field = build_sdf_field("relu", hidden=64, layers=4, skip=2, n_frequencies=3, init_fit=True)
+    assert field.fd_step is None  # torch encoding: double backprop, no finite differences
+    assert field.linears[1].out_features == 64 - (3 + 18) and field.linears[2].in_features == 64
+    x = _points(500)
+    with torch.no_grad():
+        u = field(x)
+    assert torch.corrcoef(torch.stack([u, x.norm(dim=-1)]))[0, 1] > 0.98
+    u, g = field.value_and_gradient(x)
+    (gp,) = torch.autograd.grad(((g.norm(dim=-1) - 1) ** 2).mean(), field.linears[2].weight)
+    assert gp.abs().sum() > 0  # the skip layer's weights get eikonal gradients
+    with pytest.raises(ValueError, match="skip"):
+        build_sdf_field("relu", layers=4, skip=4)
