@@ -116,13 +116,9 @@ def eval_nerf_command(
 
         taichifield eval nerf runs/lego/ckpt.pt scenes/lego --split test --limit 20
     """
-    import contextlib
     import json
-    import sys
 
-    # ti.init prints "[Taichi] Starting on arch=..." on stdout; keep stdout pure JSON
-    with contextlib.redirect_stdout(sys.stderr):
-        start_runtime(arch)
+    start_runtime(arch)  # quiet on stdout (runtime.init swallows Taichi's banner), so --json stays pure JSON
     from taichifield.train.nerf_eval import evaluate_nerf
 
     scene_bar = _SceneBar(quiet or as_json)
