@@ -36,19 +36,23 @@ def train_image_command(
     if encoding not in ENCODINGS:
         raise InputError(f"--encoding {encoding!r}: choose one of {', '.join(ENCODINGS)}")
     chosen = start_runtime(arch, seed)
+    from taichifield.train.curves import History, write_run_curves
     from taichifield.train.image import ImageTrainConfig, train_image
 
     if batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, not {batch_size}")
     config = ImageTrainConfig(photo=str(photo), out=str(out), steps=steps, lr=lr, seed=seed, batch_size=batch_size,
                               field=ImageFieldConfig(encoding=encoding))
+    history = History(every=max(1, steps // 500))
     with Progress(f"image [{encoding}]", total=steps, quiet=quiet, unit="step") as bar:
 
         def on_step(step: int, stats: dict[str, float]) -> None:
+            history.record(step, stats)
             info = f"psnr {stats['psnr']:.2f} dB" if "psnr" in stats else None
             bar.update(1, info=info)
 
         result = train_image(config, on_step=on_step)
+    write_run_curves(out, history, title=f"image [{encoding}]")
     stopped = "" if result.metrics.get("stopped", "steps") == "steps" else f" (stopped early: {result.metrics['stopped']})"
     typer.echo(
         f"image: {encoding} on {chosen}, {result.steps} steps in {result.seconds:.1f} s{stopped}, "

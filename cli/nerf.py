@@ -66,6 +66,7 @@ def train_nerf_command(
         raise InputError("give a SCENE folder (or --resume RUN)")
     chosen = start_runtime(arch, seed)
     from taichifield.fields.nerf import NerfConfig
+    from taichifield.train.curves import History, write_run_curves
     from taichifield.train.nerf import NerfTrainConfig, run_train_nerf
 
     config = NerfTrainConfig(scene=scene or "", out=str(out) if out else None, steps=steps, time_budget=time_budget,
@@ -80,9 +81,11 @@ def train_nerf_command(
         finally:
             scene_bar.close()
     label = Path(scene).name if scene else Path(resume).name  # type: ignore[arg-type]
+    history = History(every=10)
     with Progress(f"nerf [{label}]", total=steps, quiet=quiet, unit="step") as bar:
 
         def on_step(step: int, stats: dict[str, Any]) -> None:
+            history.record(step, stats)
             info = None
             if stats:
                 info = (f"loss {stats['loss']:.4f} psnr {stats['psnr']:.2f} dB "
@@ -93,6 +96,7 @@ def train_nerf_command(
             result = run_train_nerf(config, resume=resume, progress=on_step, scene_progress=scene_bar)
         finally:
             scene_bar.close()
+    write_run_curves(result.run_dir, history, title=f"nerf [{label}]")
     test = f", test PSNR {result.test_psnr:.2f} dB" if result.test_psnr is not None else ""
     typer.echo(f"nerf: {config.model.encoding} on {chosen}, {result.step} steps in {result.seconds:.0f} s "
                f"({result.stopped}), train PSNR {result.train_psnr:.2f} dB{test} -> {result.run_dir}/ckpt.pt")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import imageio.v3 as iio
 import numpy as np
 
-from taichifield.train.curves import History, write_curves
+from taichifield.train.curves import History, write_curves, write_run_curves
 
 
 def test_history_roundtrip_and_picture(tmp_path):
@@ -26,3 +26,40 @@ def test_history_roundtrip_and_picture(tmp_path):
 def test_empty_history_writes_nothing(tmp_path):
     assert write_curves(History(), tmp_path / "c.png") is None
     assert not (tmp_path / "c.png").exists()
+
+
+def test_run_curves_merge_on_resume(tmp_path):
+    import json
+
+    first = History(every=1)
+    for step in range(1, 6):
+        first.record(step, {"loss": 1.0 / step, "psnr": 10.0 + step, "rays": 99.0})
+    assert write_run_curves(tmp_path, first) == tmp_path / "curves.png"
+    second = History(every=1)  # a resumed run re-records from step 4 on
+    for step in range(4, 9):
+        second.record(step, {"loss": 0.5 / step, "psnr": 20.0 + step})
+    write_run_curves(tmp_path, second)
+    rows = json.loads((tmp_path / "history.json").read_text())
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert rows[3]["psnr"] == 24.0  # the resumed run's value replaced the old one
+    assert all("rays" not in r for r in rows)  # only loss and psnr are kept
+    assert all(b["seconds"] >= a["seconds"] for a, b in zip(rows, rows[1:]))
+
+
+def test_no_history_no_files(tmp_path):
+    assert write_run_curves(tmp_path / "run", History()) is None
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_image_cli_writes_curves(tmp_path):
+    from typer.testing import CliRunner
+
+    from taichifield.cli.main import app
+
+    rng = np.random.default_rng(0)
+    iio.imwrite(tmp_path / "photo.png", (rng.random((16, 16, 3)) * 255).astype(np.uint8))
+    res = CliRunner().invoke(app, ["train", "image", str(tmp_path / "photo.png"), "--steps", "20",
+                                   "--out", str(tmp_path / "run"), "--quiet", "--arch", "cpu"])
+    assert res.exit_code == 0, res.output
+    img = iio.imread(tmp_path / "run" / "curves.png")
+    assert img.shape[0] > 100

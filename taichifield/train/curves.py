@@ -16,7 +16,7 @@ from typing import Any
 
 from ..atomic import atomic_path
 
-__all__ = ["History", "write_curves"]
+__all__ = ["History", "write_curves", "write_run_curves"]
 
 
 @dataclass
@@ -48,6 +48,36 @@ class History:
         if self.rows:
             self.seconds_offset = self.rows[-1]["seconds"]
             self._t0 = time.monotonic()
+
+
+def write_run_curves(run_dir: str | os.PathLike[str], history: History, title: str = "",
+                     metrics: tuple[str, ...] = ("loss", "psnr")) -> Path | None:
+    """Merge ``history`` into ``RUN/history.json`` and draw ``RUN/curves.png``.
+
+    A resumed run appends to what earlier runs recorded (rows at or after the first new
+    step are replaced), and its seconds continue from theirs. Only ``metrics`` are kept.
+    """
+    import json
+
+    if not history.rows:
+        return None
+    run = Path(run_dir)
+    new = [{k: v for k, v in r.items() if k in ("step", "seconds", *metrics)} for r in history.rows]
+    prior: list[dict[str, float]] = []
+    hist_file = run / "history.json"
+    if hist_file.exists():
+        try:
+            prior = [r for r in json.loads(hist_file.read_text()) if isinstance(r, dict) and "step" in r]
+        except (OSError, ValueError):
+            prior = []
+    if new and prior:
+        prior = [r for r in prior if r["step"] < new[0]["step"]]
+        offset = prior[-1]["seconds"] if prior else 0.0
+        new = [{**r, "seconds": r["seconds"] + offset} for r in new]
+    merged = History(rows=prior + new)
+    with atomic_path(hist_file) as tmp:
+        tmp.write_text(json.dumps(merged.rows))
+    return write_curves(merged, run / "curves.png", title=title)
 
 
 def write_curves(history: History, path: str | os.PathLike[str], title: str = "") -> Path | None:
