@@ -256,14 +256,6 @@ def _seed_files() -> dict[str, bytes]:
 SEEDS = _seed_files()
 MESH_SEEDS = [k for k in SEEDS if k.endswith((".ply", ".obj", ".off"))]
 
-# read_geometry (data/points.py) still lets EOFError/BadZipFile/SyntaxError out of np.load and
-# returns (1, 0)-shaped points for a lone "v " or a short OFF: fixed separately
-_POINTS_XFAIL = pytest.mark.xfail(reason="data/points.py read_geometry: non-InputError exceptions / bad shapes")
-
-
-def _points_param(name: str, pending: tuple[str, ...] = (".npy", ".npz", ".obj", ".off")) -> Any:
-    return pytest.param(name, marks=_POINTS_XFAIL) if name.endswith(pending) else name
-
 
 def _check_geometry(result: Any) -> None:
     points, normals, faces = result
@@ -310,7 +302,7 @@ def test_seed_files_load() -> None:
         assert len(f) >= 4, name
 
 
-@pytest.mark.parametrize("name", [_points_param(k) for k in sorted(SEEDS)])
+@pytest.mark.parametrize("name", sorted(SEEDS))
 @FUZZ
 @given(data=st.data())
 def test_point_readers_mutated(name: str, data: st.DataObject) -> None:
@@ -341,7 +333,7 @@ def test_mesh_reader_mutated(name: str, data: st.DataObject) -> None:
     _with_file(name, blob, read)
 
 
-@pytest.mark.parametrize("suffix", [".ply", ".obj", ".off", ".xyz", *(_points_param(s, (".npy", ".npz")) for s in (".npy", ".npz"))])
+@pytest.mark.parametrize("suffix", [".ply", ".obj", ".off", ".xyz", ".npy", ".npz"])
 @FUZZ
 @given(blob=st.binary(max_size=200))
 def test_readers_random_bytes(suffix: str, blob: bytes) -> None:

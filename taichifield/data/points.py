@@ -28,6 +28,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import tokenize
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -306,17 +308,42 @@ def read_geometry(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray 
     suffix = p.suffix.lower()
     readers = {".ply": _read_ply, ".obj": _read_obj, ".off": _read_off, ".xyz": _read_columns,
                ".txt": _read_columns, ".pts": _read_columns, ".npz": _read_npz, ".conf": _read_conf}
+    if suffix not in readers and suffix != ".npy":
+        raise InputError(f"{p}: unknown point/mesh format {suffix!r} (use one of {', '.join(POINT_SUFFIXES)})")
     try:
         if suffix == ".npy":
-            return _split_columns(p, np.asarray(np.load(p), np.float64))
-        if suffix not in readers:
-            raise InputError(f"{p}: unknown point/mesh format {suffix!r} (use one of {', '.join(POINT_SUFFIXES)})")
-        return readers[suffix](p)
+            points, normals, faces = _split_columns(p, np.asarray(np.load(p), np.float64))
+        else:
+            points, normals, faces = readers[suffix](p)
+        return _check_shapes(p, points, normals, faces)
     except InputError:
         raise
-    except (ValueError, IndexError, KeyError, OSError, UnicodeDecodeError) as exc:
-        msg = re.sub(r"\s+", " ", str(exc)).strip()[:120]
+    except _PARSE_ERRORS as exc:
+        msg = re.sub(r"\s+", " ", str(exc)).strip()[:120] or type(exc).__name__
         raise InputError(f"{p}: cannot parse as {suffix[1:].upper()} ({msg})") from None
+
+
+# what numpy/zipfile raise on corrupt files (np.load parses the .npy header with ast/tokenize)
+_PARSE_ERRORS = (ValueError, IndexError, KeyError, TypeError, OSError, UnicodeDecodeError, EOFError, OverflowError,
+                 SyntaxError, tokenize.TokenError, zipfile.BadZipFile, RecursionError)
+
+
+def _check_shapes(path: Path, points: np.ndarray, normals: np.ndarray | None,
+                  faces: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """points (N, 3) floats, normals (N, 3) or None, faces (F, 3) ints or None; else InputError."""
+    points = np.asarray(points, np.float64)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise InputError(f"{path}: points need three coordinates each, got an array of shape {points.shape}")
+    if normals is not None:
+        normals = np.asarray(normals, np.float64)
+        if normals.shape != points.shape:
+            raise InputError(f"{path}: {len(normals)} normals of shape {normals.shape[1:]} for {len(points)} points")
+    if faces is not None:
+        faces = np.asarray(faces)
+        if faces.size and (faces.ndim != 2 or faces.shape[1] != 3 or faces.dtype.kind not in "iu"):
+            raise InputError(f"{path}: faces must be (F, 3) vertex indices, got {faces.dtype} {faces.shape}")
+        faces = faces.astype(np.int64).reshape(-1, 3)
+    return points, normals, faces
 
 
 def sample_mesh(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -371,6 +398,8 @@ def load_oriented_points(
         raise InputError(f"{p}: no points in the file")
     if not np.isfinite(points).all():
         raise InputError(f"{p}: non-finite (NaN/inf) point coordinates")
+    if np.abs(points).max() > 1e30:
+        raise InputError(f"{p}: point coordinates up to {np.abs(points).max():.3g} are beyond float32 range")
     if normals is not None and not np.isfinite(normals).all():
         raise InputError(f"{p}: non-finite (NaN/inf) normals")
     if faces is not None and len(faces) == 0:
@@ -398,10 +427,12 @@ def load_oriented_points(
 
             log.info("%s: estimating and orienting normals (k=%d)", p, k_normals)
             normals = orient_normals(points, estimate_normals(points, k=k_normals), k=k_normals)
-    length = np.linalg.norm(normals, axis=1)
-    if np.any(length < 1e-12):
-        raise InputError(f"{p}: {int((length < 1e-12).sum())} zero-length normals")
-    normals = normals / length[:, None]
+    biggest = np.abs(normals).max(axis=1)  # rescale first: huge normals must not overflow the norm
+    unit = normals / np.where(biggest > 0, biggest, 1.0)[:, None]
+    length = np.linalg.norm(unit, axis=1)
+    if np.any(length * biggest < 1e-12):
+        raise InputError(f"{p}: {int((length * biggest < 1e-12).sum())} zero-length normals")
+    normals = unit / length[:, None]
     return OrientedPoints(
         points=points.astype(np.float32), normals=normals.astype(np.float32), source=str(p),
         mesh_vertices=mesh_v, mesh_faces=mesh_f,
