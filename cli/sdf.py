@@ -180,6 +180,10 @@ def run_reconstruct(method: str, points: Path, out: Path, **options: Any) -> str
     data = load_oriented_points(points)
     fn = baselines.poisson_reconstruct if method == "poisson" else baselines.hoppe_reconstruct
     verts, faces = fn(data.points, data.normals, **options)
+    if len(faces) == 0:
+        from taichifield.errors import TaichiFieldError
+
+        raise TaichiFieldError(f"{points}: the {method} reconstruction is empty; nothing to write")
     save_mesh(out, verts, faces)
     return f"{out}: {len(verts)} vertices, {len(faces)} faces"
 

@@ -458,7 +458,6 @@ def test_resolution_out_of_range(tmp_path: Path, files: dict[str, Path], sdf_ckp
         assert "GB" in line, f"the refusal should give the memory estimate: {line!r}"
 
 
-@pytest.mark.xfail(strict=True, reason="hoppe_reconstruct (geometry/baselines.py) clamps --res <= 1 and writes an empty mesh")
 def test_hoppe_resolution_out_of_range(tmp_path: Path, files: dict[str, Path]) -> None:
     out = tmp_path / "h.ply"
     for res in (0, -4, 1):
@@ -517,7 +516,7 @@ def test_unwritable_output(tmp_path: Path, files: dict[str, Path], sdf_ckpt: Pat
     assert "folder" in line
     line = expect_error(["train", "sdf", files["points"], "--out", blocker / "run", "--steps", 1, "--no-preview",
                          "--batch-size", 16], blocker)
-    line = expect_error(["reconstruct", "hoppe", files["points"], "--out", blocker / "h.ply", "--res", 8], blocker)
+    line = expect_error(["reconstruct", "hoppe", files["points"], "--out", blocker / "h.ply", "--res", 24], blocker)
     assert blocker.read_text() == "x"
 
 

@@ -17,10 +17,11 @@ Open3D is imported inside the function.
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, ResourceError
 
 __all__ = ["poisson_reconstruct", "hoppe_reconstruct"]
 
@@ -47,6 +48,10 @@ def poisson_reconstruct(
     """
     import open3d as o3d
 
+    if not 2 <= int(depth) <= MAX_POISSON_DEPTH:
+        raise InputError(f"Poisson reconstruction: --depth must be in 2..{MAX_POISSON_DEPTH}, got {depth}")
+    if not 0.0 <= float(trim_quantile) < 1.0:
+        raise InputError(f"Poisson reconstruction: --trim must be in [0, 1), got {trim_quantile}")
     pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(points, np.float64)))
     pcd.normals = o3d.utility.Vector3dVector(np.asarray(normals, np.float64))
     with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
@@ -56,6 +61,17 @@ def poisson_reconstruct(
         mesh.remove_vertices_by_mask(density < np.quantile(density, trim_quantile))
     mesh.remove_unreferenced_vertices()
     return np.asarray(mesh.vertices, np.float32), np.asarray(mesh.triangles, np.int64)
+
+
+MAX_POISSON_DEPTH = 14
+
+
+def _memory_limit() -> float:
+    """80% of physical memory in bytes (64 GB when the system does not say)."""
+    try:
+        return 0.8 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0.8 * 64e9
 
 
 def _keep_faces(verts: np.ndarray, faces: np.ndarray, keep_vertex: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -95,10 +111,17 @@ def hoppe_reconstruct(
     nrm = np.asarray(normals, np.float64)
     if len(pts) < 4:
         raise InputError(f"Hoppe reconstruction needs at least 4 points, got {len(pts)}")
+    if resolution - 2 * padding < 2:
+        raise InputError(f"Hoppe reconstruction: --res must be at least {2 * padding + 2}, got {resolution}")
     lo, hi = pts.min(axis=0), pts.max(axis=0)
     cell = float((hi - lo).max()) / max(resolution - 1 - 2 * padding, 1)
     origin = lo - padding * cell
     shape = np.ceil((hi - origin) / cell).astype(int) + padding + 1
+    # the dense float32 distance grid, plus about as much again for marching cubes
+    need = 2.0 * 4 * float(np.prod(shape.astype(np.float64)))
+    if need > _memory_limit():
+        raise ResourceError(f"Hoppe reconstruction: --res {resolution} needs about {need / 1e9:,.1f} GB "
+                            f"(grid {shape[0]}x{shape[1]}x{shape[2]}); this machine has {_memory_limit() / 0.8e9:,.1f} GB")
     tree = cKDTree(pts)
     if max_distance is None:
         d8, _ = tree.query(pts[:: max(1, len(pts) // 20000)], k=min(9, len(pts)), workers=-1)
