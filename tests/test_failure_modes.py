@@ -407,8 +407,7 @@ def test_bad_checkpoints(tmp_path: Path, files: dict[str, Path], sdf_ckpt: Path,
     assert not out.exists(), list(out.rglob("*"))
 
 
-@pytest.mark.parametrize("kind", ["sdf", pytest.param("nerf", marks=pytest.mark.xfail(
-    strict=True, reason="train/nerf_render.py load_nerf: KeyError on a checkpoint without its config"))])
+@pytest.mark.parametrize("kind", ["sdf", "nerf"])
 def test_checkpoint_with_wrong_contents(kind: str, tmp_path: Path) -> None:
     """The right kind and version, but a config/state that does not fit: CheckpointError, not a KeyError."""
     path = tmp_path / f"{kind}.pt"

@@ -14,6 +14,7 @@ from typing import Any, Callable
 import torch
 
 from ..fields.nerf import NerfConfig, NerfField
+from ..errors import CheckpointError
 from .checkpoint import load_checkpoint
 
 __all__ = ["LoadedNerf", "load_nerf", "render_rays_chunked", "render_rays_pruned", "transmittance_packed", "render_view", "orbit_poses", "make_grid", "rgb_sigma_fn"]
@@ -71,16 +72,20 @@ def load_nerf(path: str | os.PathLike[str], device: torch.device | None = None) 
     from .. import runtime
 
     ckpt = load_checkpoint(path, kind="nerf")
-    device = device or runtime.device()
-    cfg = ckpt["config"]
-    model_cfg = NerfConfig.from_dict(cfg["model"])
-    state = ckpt["state"]
-    aabb = state["field.aabb"]
-    field = NerfField(model_cfg, aabb).to(device)
-    field.load_state_dict({k[len("field."):]: v for k, v in state.items() if k.startswith("field.")})
-    field.eval()
-    grid = make_grid(aabb.to(device), int(cfg["train"].get("grid_resolution") or 128))
-    grid.load_state_dict({k[len("grid."):]: v.to(device) for k, v in state.items() if k.startswith("grid.")})
+    try:
+        device = device or runtime.device()
+        cfg = ckpt["config"]
+        model_cfg = NerfConfig.from_dict(cfg["model"])
+        state = ckpt["state"]
+        aabb = state["field.aabb"]
+        field = NerfField(model_cfg, aabb).to(device)
+        field.load_state_dict({k[len("field."):]: v for k, v in state.items() if k.startswith("field.")})
+        field.eval()
+        grid = make_grid(aabb.to(device), int(cfg["train"].get("grid_resolution") or 128))
+        grid.load_state_dict({k[len("grid."):]: v.to(device) for k, v in state.items() if k.startswith("grid.")})
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        detail = " ".join(str(exc).split())[:120]
+        raise CheckpointError(f"{path}: NeRF checkpoint does not match its config ({type(exc).__name__}: {detail})") from None
     return LoadedNerf(field=field, grid=grid, config=cfg, meta=ckpt["meta"], step=int(ckpt["step"]))
 
 
