@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .apps import eval_app, mesh_app, render_app, train_app
-from .common import ArchOption, Progress, QuietOption, SeedOption, cli_command, start_runtime
+from .common import ArchOption, Progress, QuietOption, SeedOption, check_positive, cli_command, start_runtime
 
 DownscaleOption = Annotated[Optional[int], typer.Option("--downscale", help="Integer image downscale factor (default: the training one).")]
 LimitOption = Annotated[Optional[int], typer.Option("--limit", help="Only the first N views of the split.")]
@@ -62,6 +62,9 @@ def train_nerf_command(
 
     if encoding not in ("hashgrid", "frequency"):
         raise InputError(f"--encoding {encoding!r}: choose hashgrid or frequency")
+    check_positive(steps=steps, time_budget=time_budget, target_samples=target_samples)
+    if not 1 <= log2_table_size <= 30:
+        raise InputError(f"--log2-table-size must be in 1..30, got {log2_table_size}")
     if scene is None and resume is None:
         raise InputError("give a SCENE folder (or --resume RUN)")
     chosen = start_runtime(arch, seed)
@@ -122,6 +125,7 @@ def eval_nerf_command(
     """
     import json
 
+    check_positive(limit=limit)
     start_runtime(arch)  # quiet on stdout (runtime.init swallows Taichi's banner), so --json stays pure JSON
     from taichifield.train.nerf_eval import evaluate_nerf
 
@@ -163,6 +167,7 @@ def render_nerf_command(
     """
     from taichifield.errors import InputError
 
+    check_positive(frames=frames, resolution=resolution, limit=limit)
     start_runtime(arch)
     from taichifield.train.nerf_eval import render_orbit, render_split
 
