@@ -12,7 +12,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .apps import mesh_app, reconstruct_app, render_app, train_app
-from .common import ArchOption, Progress, QuietOption, SeedOption, cli_command, start_runtime
+from .common import ArchOption, Progress, QuietOption, SeedOption, check_positive, cli_command, start_runtime
 
 PointsArg = Annotated[Path, typer.Argument(help="Points or mesh: .ply .obj .off .xyz .npy .npz, or a Stanford .conf of range scans.")]
 CkptArg = Annotated[Path, typer.Argument(help="SDF checkpoint (RUN/ckpt.pt or the RUN folder).")]
@@ -73,6 +73,7 @@ def train_sdf_cmd(
 
     Example: taichifield train sdf bunny.ply --out runs/bunny --time-budget 300
     """
+    check_positive(steps=steps, time_budget=time_budget, batch_size=batch_size, lr=lr)
     start_runtime(arch, seed)
     typer.echo(run_train_sdf(
         points, out, resume=resume, quiet=quiet, preview=preview, threads=threads, loss=loss, model=model, steps=steps,
@@ -163,6 +164,11 @@ def render_sdf_cmd(
 
     Example: taichifield render sdf runs/bunny/ckpt.pt --out bunny.png --azimuth 45
     """
+    from taichifield.errors import InputError
+
+    check_positive(width=width, height=height)
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise InputError(f"{out}: image output must end in .png or .jpg")
     start_runtime(arch)
     typer.echo(run_render_sdf(ckpt, out, width=width, height=height, azimuth=azimuth, elevation=elevation))
 

@@ -481,6 +481,41 @@ def test_other_bad_options(tmp_path: Path, files: dict[str, Path], sdf_ckpt: Pat
     assert not out.exists()
 
 
+OPTION_CASES = {  # id: (command after the input, the option the error must name)
+    "render_sdf_width_0": (["render", "sdf", "{sdf}", "--out", "{out}/i.png", "--width", 0], "--width"),
+    "render_sdf_height_negative": (["render", "sdf", "{sdf}", "--out", "{out}/i.png", "--height", -5], "--height"),
+    "render_sdf_unknown_image_type": (["render", "sdf", "{sdf}", "--out", "{out}/i.txt", "--width", 8, "--height", 8], "i.txt"),
+    "render_nerf_frames_0": (["render", "nerf", "{nerf}", "--orbit", "--frames", 0, "--out", "{out}/o.gif"], "--frames"),
+    "render_nerf_resolution_0": (["render", "nerf", "{nerf}", "--orbit", "--frames", 2, "--resolution", 0,
+                                  "--out", "{out}/o.gif"], "--resolution"),
+    "train_nerf_steps_0": (["train", "nerf", "{scene}", "--out", "{out}/r", "--steps", 0], "--steps"),
+    "train_nerf_target_samples_0": (["train", "nerf", "{scene}", "--out", "{out}/r", "--steps", 1, "--target-samples", 0],
+                                    "--target-samples"),
+    "train_nerf_table_too_big": (["train", "nerf", "{scene}", "--out", "{out}/r", "--steps", 1, "--log2-table-size", 40],
+                                 "--log2-table-size"),
+    "train_nerf_negative_time_budget": (["train", "nerf", "{scene}", "--out", "{out}/r", "--time-budget", -1], "--time-budget"),
+    "train_sdf_negative_lr": (["train", "sdf", "{points}", "--out", "{out}/r", "--lr", -1, "--no-preview"], "--lr"),
+    "train_sdf_nan_lr": (["train", "sdf", "{points}", "--out", "{out}/r", "--lr", "nan", "--no-preview"], "--lr"),
+    "train_sdf_zero_time_budget": (["train", "sdf", "{points}", "--out", "{out}/r", "--time-budget", 0, "--no-preview"],
+                                   "--time-budget"),
+    "poisson_depth_0": (["reconstruct", "poisson", "{points}", "--out", "{out}/p.ply", "--depth", 0], "--depth"),
+    "poisson_depth_30": (["reconstruct", "poisson", "{points}", "--out", "{out}/p.ply", "--depth", 30], "--depth"),
+    "poisson_trim_2": (["reconstruct", "poisson", "{points}", "--out", "{out}/p.ply", "--trim", 2], "--trim"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OPTION_CASES))
+def test_out_of_range_options(case: str, tmp_path: Path, files: dict[str, Path], sdf_ckpt: Path, nerf_ckpt: Path) -> None:
+    """Nonsense option values are refused up front, naming the option; nothing is written."""
+    args, named = OPTION_CASES[case]
+    out = tmp_path / "out"
+    subst = {"{sdf}": sdf_ckpt, "{nerf}": nerf_ckpt, "{scene}": files["good_scene"], "{points}": files["points"]}
+    argv = [subst.get(a, a) if not (isinstance(a, str) and a.startswith("{out}")) else a.replace("{out}", str(out))
+            for a in args]
+    expect_error([*argv, "--arch", "cpu"] if argv[0] != "reconstruct" or argv[1] == "hoppe" else argv, named)
+    assert not out.exists(), list(out.rglob("*"))
+
+
 ARCH_COMMANDS = {
     "train sdf": lambda f, t: ["train", "sdf", f["points"], "--out", t / "r", "--steps", 1, "--no-preview"],
     "train nerf": lambda f, t: ["train", "nerf", f["good_scene"], "--out", t / "r", "--steps", 1],
