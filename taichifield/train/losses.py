@@ -55,6 +55,7 @@ def igr_loss(
     grad_off: torch.Tensor,
     tau: float = 1.0,
     lam: float = 0.1,
+    surface_weight: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """IGR loss.
 
@@ -62,7 +63,7 @@ def igr_loss(
         u_surf: (N,) field at the input points; grad_surf: (N, 3) its gradient.
         normals: (N, 3) input normals (None-free; use tau=0 for unoriented points).
         grad_off: (M, 3) field gradient at off-surface samples.
-        tau: normal term weight; lam: eikonal weight.
+        tau: normal term weight; lam: eikonal weight; surface_weight: weight of ``|u|``.
 
     Returns:
         scalar loss and a dict of its terms (floats, for logging).
@@ -70,7 +71,7 @@ def igr_loss(
     surf = u_surf.abs().mean()
     normal = (grad_surf - normals).norm(dim=-1).mean()
     eik = eikonal_term(grad_off)
-    loss = surf + tau * normal + lam * eik
+    loss = surface_weight * surf + tau * normal + lam * eik
     return loss, {"surface": float(surf.detach()), "normal": float(normal.detach()), "eikonal": float(eik.detach())}
 
 

@@ -60,10 +60,14 @@ class SDFTrainConfig:
     """Surface points per step (plus as many near-surface and 1/8 uniform samples)."""
     lr: float | None = None
     """Adam learning rate (None: the model's default, DEFAULT_LR)."""
-    lr_final_ratio: float = 0.1
+    lr_final_ratio: float = 0.01
     """Learning rate at the end of the run, relative to ``lr``."""
     uniform_fraction: float = 0.125
     """Uniform samples in the cube per surface sample (IGR uses 1/8)."""
+    surface_weight: float = 1.0
+    """igr: weight of the on-surface ``|u|`` term (IGR: 1)."""
+    eikonal_weight: float = 0.1
+    """igr: weight lambda of the eikonal term (IGR: 0.1)."""
     sigma_k: int = 50
     """Near-surface Gaussian std = distance to this nearest neighbour (IGR's local sigma)."""
     n_samples: int = 100_000
@@ -178,7 +182,7 @@ def _loss_fn(model: SDFField, sampler: _Sampler, cfg: SDFTrainConfig, gen: torch
         off = L.sample_off_surface(x, s, n_uni, gen)
         u, g = model.value_and_gradient(torch.cat([x, off]))
         b = len(x)
-        return L.igr_loss(u[:b], g[:b], n, g[b:])
+        return L.igr_loss(u[:b], g[:b], n, g[b:], lam=cfg.eikonal_weight, surface_weight=cfg.surface_weight)
 
     def siren() -> tuple[torch.Tensor, dict[str, float]]:
         x, n, _ = sampler.surface(gen)  # SIREN: off-surface samples uniform in the cube
