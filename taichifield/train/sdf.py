@@ -61,7 +61,8 @@ class SDFTrainConfig:
     lr: float | None = None
     """Adam learning rate (None: the model's default, DEFAULT_LR)."""
     lr_final_ratio: float = 0.01
-    """Learning rate at the end of the run, relative to ``lr``."""
+    """Learning rate at the end of the run, relative to ``lr`` (0.01 beat 0.1 and 0.001 on the
+    bunny: Chamfer-L1 0.00119 vs 0.00136 at 300 s, bench/sdf_quality.py)."""
     uniform_fraction: float = 0.125
     """Uniform samples in the cube per surface sample (IGR uses 1/8)."""
     surface_weight: float = 1.0
