@@ -32,18 +32,22 @@ def run_train_sdf(points: Path, out: Path, *, resume: bool, quiet: bool, preview
     """Train, write RUN/ckpt.pt (and RUN/preview.png); returns the summary line."""
     import torch
 
+    from taichifield.train.curves import History, write_run_curves
     from taichifield.train.sdf import SDFTrainConfig, train_sdf
 
     if threads > 0:
         torch.set_num_threads(threads)
 
     cfg = SDFTrainConfig(**{k: v for k, v in options.items() if v is not None})
+    history = History(every=10)
     with Progress("train sdf", total=cfg.steps, quiet=quiet, unit="step") as bar:
 
         def on_step(step: int, stats: dict[str, float]) -> None:
+            history.record(step, stats)
             bar.update(completed=step, info=f"loss {stats.get('loss', float('nan')):.4f}")
 
         result = train_sdf(points, out, cfg, resume=resume, on_step=on_step)
+    write_run_curves(out, history, title=f"sdf [{Path(points).name}]")
     if preview:
         run_render_sdf(out / "ckpt.pt", out / "preview.png", width=160, height=160, azimuth=30.0, elevation=20.0)
     loss = result.last_stats.get("loss", float("nan"))

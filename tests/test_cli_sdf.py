@@ -31,6 +31,7 @@ def test_train_mesh_render_round_trip(cloud: Path, tmp_path: Path) -> None:
                               "--arch", "cpu", "--quiet", "--no-preview"])
     assert res.exit_code == 0, res.output
     assert "60 steps" in res.output and (run / "ckpt.pt").exists()
+    assert (run / "curves.png").stat().st_size > 1000 and (run / "history.json").exists()
     res = runner.invoke(app, ["mesh", "sdf", str(run / "ckpt.pt"), "--res", "32", "--out", str(tmp_path / "m.obj"), "--arch", "cpu", "-q"])
     assert res.exit_code == 0, res.output
     verts, faces = load_mesh(tmp_path / "m.obj")
