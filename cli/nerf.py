@@ -168,6 +168,8 @@ def render_nerf_command(
     from taichifield.errors import InputError
 
     check_positive(frames=frames, resolution=resolution, limit=limit)
+    if orbit and out.suffix.lower() not in (".mp4", ".gif"):
+        raise InputError(f"{out}: an orbit video must end in .mp4 or .gif")
     start_runtime(arch)
     from taichifield.train.nerf_eval import render_orbit, render_split
 

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .apps import app
-from .common import cli_command
+from .common import check_positive, cli_command
 
 _KEYS = (
     "Mouse: left-drag rotate; Ctrl+left-drag or middle-drag pan; Shift+left-drag roll; wheel zoom.\n\n"
@@ -34,6 +34,7 @@ def view_command(
     height: Annotated[int, typer.Option(help="Window / picture height in pixels.")] = 768,
     sdf_res: Annotated[int, typer.Option("--sdf-res", help="Marching-cubes resolution for SDF checkpoints.")] = 256,
 ) -> None:
+    check_positive(width=width, height=height, sdf_res=sdf_res)
     from taichifield.viewer import view
 
     out = view(paths, screenshot=screenshot, width=width, height=height, sdf_resolution=sdf_res)

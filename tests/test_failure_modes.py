@@ -609,3 +609,13 @@ def test_real_process_shows_no_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"error: {missing}: no such file"
     assert proc.stdout == ""
+
+
+def test_orbit_video_needs_a_video_suffix(tmp_path):
+    from typer.testing import CliRunner
+
+    from taichifield.cli.main import app
+
+    res = CliRunner().invoke(app, ["render", "nerf", str(tmp_path / "ckpt.pt"), "--orbit", "--out", str(tmp_path / "o.xyz")])
+    assert res.exit_code == 2 and "must end in .mp4 or .gif" in res.output
+    assert not (tmp_path / "o.xyz").exists()

@@ -90,3 +90,8 @@ def test_view_missing_file(tmp_path):
     res = CliRunner().invoke(app, ["view", str(tmp_path / "nope.ply"), "--screenshot", str(tmp_path / "s.png")])
     assert res.exit_code == 2 and "nope.ply" in res.output
     assert not (tmp_path / "s.png").exists()
+
+
+def test_view_bad_size_is_a_clear_error(tmp_path):
+    res = CliRunner().invoke(app, ["view", str(tmp_path / "x.ply"), "--width", "0", "--screenshot", str(tmp_path / "s.png")])
+    assert res.exit_code == 2 and "--width must be a positive number" in res.output
