@@ -116,3 +116,15 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
         save_checkpoint(path, kind="sdf", config={}, state={}, meta={"x": Boom()})
     assert load_checkpoint(path)["step"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]
+
+
+def test_atomic_output_has_normal_permissions(tmp_path):
+    from taichifield.atomic import atomic_path
+
+    umask = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "a.txt") as tmp:
+            tmp.write_text("x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
