@@ -11,7 +11,7 @@ import torch
 
 from taichifield.fields.nerf import NerfConfig
 from taichifield.train.nerf import NerfTrainConfig, run_train_nerf
-from taichifield.train.nerf_render import load_nerf, render_view, transmittance_packed
+from taichifield.train.nerf_render import load_nerf, render_view
 from taichifield.train.ssim import psnr_images, ssim
 
 TINY_MODEL = NerfConfig(n_levels=4, log2_table_size=12, max_resolution=128)
@@ -81,14 +81,6 @@ def test_frequency_encoding_trains(tiny_scene, tmp_path) -> None:
     assert res.step == 3 and res.test_psnr is None
 
 
-def test_transmittance_packed_matches_per_ray_loop() -> None:
-    tau = torch.tensor([0.1, 0.2, 0.3, 1.0, 0.5, 0.25])
-    ray = torch.tensor([0, 0, 0, 2, 2, 3], dtype=torch.int32)
-    # ray 0: T = 1, e^-0.1, e^-0.3; ray 1 has no samples; ray 2: 1, e^-1; ray 3: 1
-    expect = torch.exp(-torch.tensor([0.0, 0.1, 0.3, 0.0, 1.0, 0.0]))
-    assert torch.allclose(transmittance_packed(tau, ray, 4), expect)
-
-
 def test_ssim_matches_skimage_and_psnr() -> None:
     metrics = pytest.importorskip("skimage.metrics")
     g = torch.Generator().manual_seed(0)
@@ -99,3 +91,77 @@ def test_ssim_matches_skimage_and_psnr() -> None:
     assert ssim(a, b) == pytest.approx(ref, abs=1e-6)
     assert ssim(a, a) == pytest.approx(1.0)
     assert psnr_images(a, a * 0 + a + 0.1) == pytest.approx(20.0, abs=1e-4)
+
+
+# --- the trainer's renderer is the shared render path (grid marching, culling, Taichi compositing) ---
+
+def _dense_field_and_rays(seed: int = 0):  # type: ignore[no-untyped-def]
+    """A tiny NerfField with an opaque ball (so culling drops samples), a full grid and rays."""
+    from taichifield.fields.nerf import NerfField
+    from taichifield.train.nerf_render import make_grid
+
+    class DenseBall(NerfField):
+        def _geometry(self, x: torch.Tensor):  # type: ignore[no-untyped-def]
+            sigma, geo = super()._geometry(x)
+            return sigma * 60.0 * torch.sigmoid((0.6 - x.norm(dim=-1)) * 20.0), geo
+
+    torch.manual_seed(seed)
+    aabb = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
+    field = DenseBall(TINY_MODEL, aabb)
+    with torch.no_grad():
+        for p in field.encoding_parameters():
+            p.uniform_(-0.5, 0.5)
+    grid = make_grid(aabb, 16)
+    grid.bits.fill_(-1)
+    g = torch.Generator().manual_seed(seed + 1)
+    n = 256
+    o = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=-1) * 3.0
+    d = torch.nn.functional.normalize(torch.randn(n, 3, generator=g) * 1.2 - o, dim=-1)
+    bg = torch.rand(n, 3, generator=g)
+    return field, grid, o, d, bg
+
+
+def _reference_render(field, grid, o, d, bg, perturb_seed):  # type: ignore[no-untyped-def]
+    """Every marched sample through the field, composited by the pure-torch volume_render_reference."""
+    from taichifield.render.volrend import volume_render_reference
+
+    torch.manual_seed(perturb_seed)
+    t0, t1, ri = grid.sample(o, d, 2.0, 4.5, step_size=0.02, perturb=True)
+    ril = ri.long()
+    rgbs, sigmas = field(o[ril] + d[ril] * (0.5 * (t0 + t1))[:, None], d[ril])
+    rgb, depth, opacity = volume_render_reference(sigmas, rgbs, t0, t1, ri, o.shape[0], background=bg)
+    return rgb, depth, opacity, int(t0.numel())
+
+
+def test_trainer_render_matches_reference_image_and_gradients() -> None:
+    from taichifield.train import nerf_render
+
+    field, grid, o, d, bg = _dense_field_and_rays()
+    ref_rgb, ref_depth, ref_opacity, n_marched = _reference_render(field, grid, o, d, bg, perturb_seed=5)
+    (ref_rgb.square().sum() + ref_depth.sum()).backward()
+    ref_grads = [p.grad.clone() for p in field.parameters()]
+    field.zero_grad(set_to_none=True)
+
+    torch.manual_seed(5)  # the same jitter as the reference
+    out = nerf_render.render_train_rays(field, grid, o, d, near=2.0, far=4.5, step_size=0.02, background=bg,
+                                        perturb=True)
+    assert out["n_samples"] == n_marched
+    assert 0 < out["n_evaluated"] < 0.8 * n_marched  # opaque parts: hidden samples are not evaluated
+    assert torch.allclose(out["rgb"], ref_rgb, atol=1e-5)
+    assert torch.allclose(out["depth"], ref_depth, atol=1e-5)
+    assert torch.allclose(out["opacity"], ref_opacity, atol=1e-5)
+    assert (ref_opacity > 0.999).sum() > 20 and (ref_opacity < 0.5).sum() > 20
+    (out["rgb"].square().sum() + out["depth"].sum()).backward()
+    for p, gr in zip(field.parameters(), ref_grads):
+        assert torch.allclose(p.grad, gr, rtol=1e-4, atol=1e-5)
+
+
+def test_trainer_render_with_no_samples_keeps_a_graph() -> None:
+    from taichifield.train import nerf_render
+
+    field, grid, o, d, bg = _dense_field_and_rays()
+    grid.bits.zero_()
+    out = nerf_render.render_train_rays(field, grid, o, d, near=2.0, far=4.5, step_size=0.02, background=bg,
+                                        perturb=False)
+    assert torch.equal(out["rgb"].detach(), bg) and out["n_samples"] == 0 and out["n_evaluated"] == 0
+    out["rgb"].sum().backward()  # a step with nothing to render must not crash the trainer

@@ -36,7 +36,7 @@ from ..errors import InputError
 from ..fields.nerf import NerfConfig, NerfField
 from .checkpoint import load_checkpoint, save_checkpoint
 from .loop import NonFiniteGuard, psnr, rng_state, run_loop, set_rng_state
-from .nerf_render import make_grid, render_rays_pruned, render_view
+from .nerf_render import make_grid, render_train_rays, render_view
 
 __all__ = ["NerfTrainConfig", "NerfTrainResult", "run_train_nerf", "default_run_dir"]
 
@@ -221,8 +221,8 @@ def run_train_nerf(
         else:
             bg = torch.ones(n, 3, device=dev)
             gt = raw[:, :3]
-        out = render_rays_pruned(field, grid, rays_o, rays_d, near=views.near, far=views.far,
-                                 step_size=step_size, background=bg, perturb=True)
+        out = render_train_rays(field, grid, rays_o, rays_d, near=views.near, far=views.far,
+                                step_size=step_size, background=bg, perturb=True)
         err = out["rgb"] - gt
         mse = (err * err).mean()
         loss = torch.nn.functional.huber_loss(out["rgb"], gt, delta=0.1) if config.loss == "huber" else mse

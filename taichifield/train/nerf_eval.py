@@ -23,6 +23,8 @@ __all__ = ["EvalResult", "evaluate_nerf", "render_split", "render_orbit", "mesh_
 log = logging.getLogger(__name__)
 
 ViewProgress = Callable[[int, int], None]
+SceneProgress = Callable[[int, int, str], None]
+PathArg = str | os.PathLike[str]
 
 
 @dataclass
@@ -55,16 +57,9 @@ def _render_index(loaded: LoadedNerf, views, i: int) -> torch.Tensor:  # type: i
                        background=loaded.background, distortion=views.distortion)
 
 
-def evaluate_nerf(
-    ckpt: str | os.PathLike[str],
-    scene: str,
-    split: str = "test",
-    *,
-    downscale: int | None = None,
-    limit: int | None = None,
-    progress: ViewProgress | None = None,
-    scene_progress: Callable[[int, int, str], None] | None = None,
-) -> EvalResult:
+def evaluate_nerf(ckpt: PathArg, scene: str, split: str = "test", *, downscale: int | None = None,
+                  limit: int | None = None, progress: ViewProgress | None = None,
+                  scene_progress: SceneProgress | None = None) -> EvalResult:
     """Render the first ``limit`` views of ``split`` and score them against the ground truth.
 
     Ground truth is composited on the training background (white); PSNR per view is
@@ -95,17 +90,9 @@ def _write_image(path: Path, rgb: torch.Tensor) -> None:
         iio.imwrite(tmp, (rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy(), extension=".png")
 
 
-def render_split(
-    ckpt: str | os.PathLike[str],
-    scene: str,
-    out_dir: str | os.PathLike[str],
-    split: str = "test",
-    *,
-    downscale: int | None = None,
-    limit: int | None = None,
-    progress: ViewProgress | None = None,
-    scene_progress: Callable[[int, int, str], None] | None = None,
-) -> list[Path]:
+def render_split(ckpt: PathArg, scene: str, out_dir: PathArg, split: str = "test", *, downscale: int | None = None,
+                 limit: int | None = None, progress: ViewProgress | None = None,
+                 scene_progress: SceneProgress | None = None) -> list[Path]:
     """Write ``out_dir/<frame file name>.png`` for the split's views, in order (RGB on white)."""
     loaded = load_nerf(ckpt)
     views = _load_views(scene, split, downscale, loaded, scene_progress)
@@ -121,18 +108,9 @@ def render_split(
     return written
 
 
-def render_orbit(
-    ckpt: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    *,
-    frames: int = 120,
-    resolution: int = 400,
-    radius: float = 4.0,
-    elevation: float = 30.0,
-    camera_angle_x: float = 0.6911112070083618,
-    fps: int = 30,
-    progress: ViewProgress | None = None,
-) -> Path:
+def render_orbit(ckpt: PathArg, out: PathArg, *, frames: int = 120, resolution: int = 400, radius: float = 4.0,
+                 elevation: float = 30.0, camera_angle_x: float = 0.6911112070083618, fps: int = 30,
+                 progress: ViewProgress | None = None) -> Path:
     """Render novel views on a circle around the object into a video.
 
     MP4 needs ``imageio-ffmpeg``; without it (or for a ``.gif`` name) a GIF is written
@@ -168,13 +146,7 @@ def render_orbit(
     return path
 
 
-def mesh_nerf(
-    ckpt: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    *,
-    resolution: int = 256,
-    threshold: float = 10.0,
-) -> tuple[Path, int, int]:
+def mesh_nerf(ckpt: PathArg, out: PathArg, *, resolution: int = 256, threshold: float = 10.0) -> tuple[Path, int, int]:
     """Extract the density isosurface ``sigma = threshold`` with Taichi marching cubes.
 
     The field ``threshold - sigma`` is negative inside (an SDF-like sign convention), so

@@ -17,7 +17,7 @@ from ..fields.nerf import NerfConfig, NerfField
 from ..errors import CheckpointError
 from .checkpoint import load_checkpoint
 
-__all__ = ["LoadedNerf", "load_nerf", "render_rays_chunked", "render_rays_pruned", "transmittance_packed", "render_view", "orbit_poses", "make_grid", "rgb_sigma_fn"]
+__all__ = ["LoadedNerf", "load_nerf", "render_rays_chunked", "render_train_rays", "render_view", "orbit_poses", "make_grid", "rgb_sigma_fn"]
 
 
 def make_grid(aabb: torch.Tensor, resolution: int = 128) -> Any:
@@ -89,88 +89,62 @@ def load_nerf(path: str | os.PathLike[str], device: torch.device | None = None) 
     return LoadedNerf(field=field, grid=grid, config=cfg, meta=ckpt["meta"], step=int(ckpt["step"]))
 
 
-def transmittance_packed(tau: torch.Tensor, ray_indices: torch.Tensor, n_rays: int) -> torch.Tensor:
-    """Transmittance before each packed sample: ``T_i = exp(-sum_{j<i, same ray} tau_j)`` (S,).
+def _density_fn(field: NerfField, rays_o: torch.Tensor, rays_d: torch.Tensor,
+                marched: list[int]) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The renderer's culling callable: packed samples -> sigma (S,); counts the marched samples."""
 
-    ``tau = sigma * delta`` (S,); samples of a ray are contiguous (sorted ``ray_indices``).
-    """
-    cs = torch.cumsum(tau.double(), 0)
-    excl = cs - tau.double()
-    counts = torch.bincount(ray_indices.long(), minlength=n_rays)
-    first = torch.cumsum(counts, 0) - counts  # index of each ray's first sample
-    base = excl[first.clamp(max=max(tau.numel() - 1, 0))]
-    return torch.exp(-(excl - base[ray_indices.long()])).float()
+    def fn(t_starts: torch.Tensor, t_ends: torch.Tensor, ray_indices: torch.Tensor) -> torch.Tensor:
+        marched[0] = int(t_starts.numel())
+        ri = ray_indices.long()
+        return field.density(rays_o[ri] + rays_d[ri] * (0.5 * (t_starts + t_ends))[:, None])
+
+    return fn
 
 
-def render_rays_pruned(
-    field: NerfField,
-    grid: Any,
-    rays_o: torch.Tensor,
-    rays_d: torch.Tensor,
-    *,
-    near: float,
-    far: float,
-    step_size: float,
-    background: torch.Tensor,
-    perturb: bool,
-    early_stop_eps: float = 1e-4,
-) -> dict[str, Any]:
-    """Occupancy-grid marching + volume rendering that skips occluded samples (nerfacc's recipe).
+def render_train_rays(field: NerfField, grid: Any, rays_o: torch.Tensor, rays_d: torch.Tensor, *, near: float,
+                      far: float, step_size: float, background: torch.Tensor, perturb: bool = False) -> dict[str, Any]:
+    """Render a NerfField through :func:`taichifield.render.render_rays.render_rays` (nerfacc's recipe).
 
-    1. march the grid: packed samples (Instant-NGP); 2. evaluate density only (no grad) and
-    drop samples whose transmittance is below ``early_stop_eps`` (behind an opaque
-    surface: they cannot contribute); 3. evaluate the full field (with grad) on the rest
-    and composite with the Taichi :func:`~taichifield.render.volrend.volume_render`.
+    Occupancy-grid marching (Instant-NGP), a no-grad density pass that drops samples behind
+    opaque surfaces (:func:`~taichifield.render.volrend.visible_samples`), then the full
+    field on the rest, composited by the Taichi
+    :func:`~taichifield.render.volrend.volume_render`.
 
     Args:
         rays_o, rays_d: (R, 3) rays (unit directions). background: (R, 3) or (3,).
+        near, far, step_size: the marcher's bounds and step.
+        perturb: jitter the marched samples (training; uses the global torch RNG).
 
     Returns:
         dict: rgb (R, 3), depth (R,), opacity (R,), n_samples (int, marched samples),
-        n_evaluated (int, samples through the full field).
+        n_evaluated (int, samples through the full field). Even with no samples, ``rgb`` is
+        part of the field's graph when gradients are on (so ``backward`` works).
     """
-    from ..render.volrend import volume_render
+    from ..render.render_rays import render_rays
 
-    n = rays_o.shape[0]
-    t_s, t_e, ri = grid.sample(rays_o, rays_d, near, far, step_size=step_size, perturb=perturb)
-    n_marched = int(t_s.numel())
-    if n_marched and early_stop_eps > 0:
-        with torch.no_grad():
-            ril = ri.long()
-            x = rays_o[ril] + rays_d[ril] * (0.5 * (t_s + t_e))[:, None]
-            sig = field.density(x)
-            keep = transmittance_packed(sig * (t_e - t_s), ri, n) > early_stop_eps
-        t_s, t_e, ri = t_s[keep].contiguous(), t_e[keep].contiguous(), ri[keep].contiguous()
-    if t_s.numel() == 0:
-        bg = background.expand(n, 3)
-        zero = rays_o.new_zeros(n)
-        return {"rgb": bg + 0.0 * sum(p.sum() for p in field.parameters()) if torch.is_grad_enabled() else bg.clone(),
-                "depth": zero, "opacity": zero, "n_samples": n_marched, "n_evaluated": 0}
-    rgbs, sigmas = rgb_sigma_fn(field, rays_o, rays_d)(t_s, t_e, ri)
-    rgb, depth, opacity = volume_render(sigmas, rgbs, t_s, t_e, ri, n, background=background)
-    return {"rgb": rgb, "depth": depth, "opacity": opacity, "n_samples": n_marched, "n_evaluated": int(t_s.numel())}
+    marched = [0]
+    out = render_rays(rays_o, rays_d, rgb_sigma_fn(field, rays_o, rays_d), grid=grid, near=near, far=far,
+                      step_size=step_size, background=background, perturb=perturb,
+                      sigma_fn=_density_fn(field, rays_o, rays_d, marched))
+    rgb = out["rgb"]
+    if torch.is_grad_enabled() and not rgb.requires_grad:
+        rgb = rgb + 0.0 * sum(p.sum() for p in field.parameters())
+    return {"rgb": rgb, "depth": out["depth"], "opacity": out["opacity"], "n_samples": marched[0],
+            "n_evaluated": int(out["n_samples"])}
 
 
-def render_rays_chunked(
-    field: NerfField,
-    grid: Any,
-    rays_o: torch.Tensor,
-    rays_d: torch.Tensor,
-    *,
-    near: float,
-    far: float,
-    step_size: float,
-    background: torch.Tensor,
-    chunk: int = 8192,
-) -> dict[str, torch.Tensor]:
-    """Inference rendering of many rays (R, 3) in chunks: rgb (R, 3), depth (R,), opacity (R,)."""
+def render_rays_chunked(field: NerfField, grid: Any, rays_o: torch.Tensor, rays_d: torch.Tensor, *,
+                        background: torch.Tensor, chunk: int = 8192, **march: float) -> dict[str, torch.Tensor]:
+    """Inference rendering of many rays (R, 3) in chunks: rgb (R, 3), depth (R,), opacity (R,).
+
+    ``march``: ``near``, ``far``, ``step_size`` as for :func:`render_train_rays`.
+    """
     outs: dict[str, list[torch.Tensor]] = {"rgb": [], "depth": [], "opacity": []}
     with torch.no_grad():
         for i in range(0, rays_o.shape[0], chunk):
             o, d = rays_o[i:i + chunk], rays_d[i:i + chunk]
             bg = background.expand(o.shape[0], 3) if background.dim() == 1 else background[i:i + chunk]
-            r = render_rays_pruned(field, grid, o, d, near=near, far=far, step_size=step_size,
-                                   background=bg.contiguous(), perturb=False)
+            r = render_train_rays(field, grid, o, d, background=bg.contiguous(), **march)
             for k in outs:
                 outs[k].append(r[k].reshape(o.shape[0], -1).squeeze(-1) if k != "rgb" else r[k])
     return {k: torch.cat(v) for k, v in outs.items()}
