@@ -36,9 +36,18 @@ def _config(scene: str, out, steps: int, **kw) -> NerfTrainConfig:  # type: igno
 
 def test_training_reduces_loss_and_writes_run(tiny_scene, tmp_path) -> None:
     losses: list[float] = []
-    res = run_train_nerf(_config(tiny_scene, tmp_path / "run", 40),
+    res = run_train_nerf(_config(tiny_scene, tmp_path / "run", 40, checkpoint_every=20),
                          progress=lambda step, st: losses.append(st["loss"]) if st else None)
     assert res.step == 40 and res.stopped == "steps"
+    # a held-out view next to its ground truth with each checkpoint (steps 20 and 40)
+    shots = sorted(p.name for p in (tmp_path / "run" / "progress").iterdir())
+    assert shots == ["step_00020.png", "step_00040.png"]
+    import imageio.v3 as iio
+
+    pair = iio.imread(tmp_path / "run" / "progress" / "step_00040.png")
+    assert pair.shape == (24, 48, 3)
+    gt, pred = pair[:, :24].astype(float), pair[:, 24:].astype(float)
+    assert (gt < 250).any() and abs(gt - pred).mean() < 60  # the scene is there, and the model roughly matches it
     first, last = sum(losses[:8]) / 8, sum(losses[-8:]) / 8
     assert last < 0.8 * first, (first, last)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())

@@ -91,6 +91,9 @@ class NerfTrainConfig:
     """Test views rendered at the end for ``metrics.json`` (0: skip)."""
     checkpoint_every: int = 1000
     checkpoint_seconds: float = 120.0
+    progress_images: bool = True
+    """With each checkpoint, write ``RUN/progress/step_XXXXX.png``: test view 0 (at most 128 px
+    wide) rendered by the current field, next to its ground truth."""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -245,7 +248,11 @@ def run_train_nerf(
                 "rays": float(n), "lr": lr,
                 "marched": float(out["n_samples"]), "evaluated": float(n_samples)}
 
+    preview = _ProgressView(config, run_dir / "progress", W) if config.progress_images else None
+
     def save(step: int) -> None:
+        if preview is not None:
+            preview.write(step, field, grid, step_size)
         st = {f"field.{k}": v for k, v in field.state_dict().items()}
         st.update({f"grid.{k}": v for k, v in grid.state_dict().items()})
         save_checkpoint(run_dir / "ckpt.pt", "nerf",
@@ -271,6 +278,42 @@ def run_train_nerf(
     with atomic_path(run_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(metrics, indent=2) + "\n")
     return NerfTrainResult(run_dir, result.step, result.seconds, result.stopped, state["psnr_ema"], test_psnr)
+
+
+class _ProgressView:
+    """Writes a held-out view next to its ground truth as training goes (``RUN/progress``)."""
+
+    def __init__(self, config: NerfTrainConfig, folder: Path, train_width: int) -> None:
+        self.config, self.folder = config, folder
+        self.downscale = config.downscale * max(1, math.ceil(train_width / 128))
+        self.views: Any = None
+        self.failed = False
+
+    @torch.no_grad()
+    def write(self, step: int, field: NerfField, grid: Any, step_size: float) -> None:
+        import imageio.v3 as iio
+
+        from ..data import load_scene
+
+        if self.failed:
+            return
+        if self.views is None:
+            try:
+                self.views = load_scene(self.config.scene, "test", self.downscale)
+            except InputError as exc:  # e.g. a capture without a test split
+                log.warning("no progress images: %s", exc)
+                self.failed = True
+                return
+        v = self.views
+        was_training = field.training
+        field.eval()
+        img = render_view(field, grid, v.c2w[0], v.width, v.height, v.fx, v.fy, v.cx, v.cy,
+                          near=v.near, far=v.far, step_size=step_size, distortion=v.distortion)
+        field.train(was_training)
+        gt = v.rgb((1.0, 1.0, 1.0), index=0).reshape(img.shape)
+        both = torch.cat([gt.cpu(), img.cpu()], dim=1).clamp(0, 1)
+        with atomic_path(self.folder / f"step_{step:05d}.png") as tmp:
+            iio.imwrite(tmp, (both.numpy() * 255 + 0.5).astype("uint8"))
 
 
 def _test_psnr(config: NerfTrainConfig, field: NerfField, grid: Any, step_size: float) -> float:
