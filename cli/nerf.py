@@ -84,7 +84,7 @@ def train_nerf_command(
         finally:
             scene_bar.close()
     label = Path(scene).name if scene else Path(resume).name  # type: ignore[arg-type]
-    history = History(every=10)
+    history = History(every=max(1, min(10, steps // 20)))  # short runs still get curves
     with Progress(f"nerf [{label}]", total=steps, quiet=quiet, unit="step") as bar:
 
         def on_step(step: int, stats: dict[str, Any]) -> None:
@@ -114,6 +114,7 @@ def eval_nerf_command(
     downscale: DownscaleOption = None,
     limit: LimitOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics (with per-view values) as JSON.")] = False,
+    grid: Annotated[Optional[Path], typer.Option("--grid", help="Also write a PNG: one row per view (up to 8): ground truth | prediction | error.")] = None,
     arch: ArchOption = "auto",
     quiet: QuietOption = False,
 ) -> None:
@@ -121,11 +122,15 @@ def eval_nerf_command(
 
     Example:
 
-        taichifield eval nerf runs/lego/ckpt.pt scenes/lego --split test --limit 20
+        taichifield eval nerf runs/lego/ckpt.pt scenes/lego --split test --limit 20 --grid eval.png
     """
     import json
 
+    from taichifield.errors import InputError
+
     check_positive(limit=limit)
+    if grid is not None and grid.suffix.lower() != ".png":
+        raise InputError(f"{grid}: --grid must be a .png file")
     start_runtime(arch)  # quiet on stdout (runtime.init swallows Taichi's banner), so --json stays pure JSON
     from taichifield.train.nerf_eval import evaluate_nerf
 
@@ -133,13 +138,15 @@ def eval_nerf_command(
     with Progress(f"eval [{split}]", total=limit, quiet=quiet or as_json, unit="view") as bar:
         try:
             result = evaluate_nerf(ckpt, scene, split, downscale=downscale, limit=limit,
-                                   progress=lambda i, n: bar.update(completed=i), scene_progress=scene_bar)
+                                   progress=lambda i, n: bar.update(completed=i), scene_progress=scene_bar,
+                                   grid=grid)
         finally:
             scene_bar.close()
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
     else:
-        typer.echo(f"eval: {result.n_views} {split} views, PSNR {result.psnr:.2f} dB, SSIM {result.ssim:.4f}")
+        shown = f"; grid -> {grid}" if grid is not None else ""
+        typer.echo(f"eval: {result.n_views} {split} views, PSNR {result.psnr:.2f} dB, SSIM {result.ssim:.4f}{shown}")
 
 
 @render_app.command("nerf")

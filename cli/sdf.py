@@ -39,7 +39,7 @@ def run_train_sdf(points: Path, out: Path, *, resume: bool, quiet: bool, preview
         torch.set_num_threads(threads)
 
     cfg = SDFTrainConfig(**{k: v for k, v in options.items() if v is not None})
-    history = History(every=10)
+    history = History(every=max(1, min(10, cfg.steps // 20)))  # short runs still get curves
     with Progress("train sdf", total=cfg.steps, quiet=quiet, unit="step") as bar:
 
         def on_step(step: int, stats: dict[str, float]) -> None:

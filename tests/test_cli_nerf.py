@@ -31,6 +31,7 @@ def test_train_writes_checkpoint_and_summary(trained) -> None:  # type: ignore[n
     assert "6 steps" in output and "ckpt.pt" in output
     assert (run / "ckpt.pt").is_file() and (scene / "transforms_train.json").is_file()
     assert json.loads((run / "metrics.json").read_text())["steps"] == 6
+    assert (run / "curves.png").stat().st_size > 1000 and (run / "history.json").is_file()
 
 
 def test_eval_json(trained) -> None:  # type: ignore[no-untyped-def]
@@ -41,6 +42,21 @@ def test_eval_json(trained) -> None:  # type: ignore[no-untyped-def]
     data = json.loads(res.stdout)
     assert data["n_views"] == 2 and data["psnr"] > 5 and -1 <= data["ssim"] <= 1
     assert [r["view"] for r in data["per_view"]] == ["r_0.png", "r_1.png"]
+
+
+def test_eval_grid_picture(trained, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import imageio.v3 as iio
+    import numpy as np
+
+    scene, run, _ = trained
+    res = runner.invoke(app, ["eval", "nerf", str(run), str(scene), "--limit", "2", "--grid", str(tmp_path / "g.png"),
+                              "--arch", "cpu", "--quiet"])
+    assert res.exit_code == 0, res.output
+    grid = np.asarray(iio.imread(tmp_path / "g.png"))
+    assert grid.shape == (2 * 16, 3 * 16, 3)  # two views; ground truth | prediction | error
+    gt, pred, err = grid[:16, :16].astype(int), grid[:16, 16:32].astype(int), grid[:16, 32:]
+    expected = np.clip(np.abs(pred - gt).mean(-1) * 4, 0, 255)
+    assert np.abs(err[..., 0].astype(int) - expected).max() <= 6  # the error panel is |pred - gt| x4
 
 
 def test_render_split_and_orbit(trained, tmp_path) -> None:  # type: ignore[no-untyped-def]
