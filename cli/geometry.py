@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -43,11 +43,21 @@ def eval_mesh_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as one JSON object.")] = False,
     samples: Annotated[int, typer.Option("--samples", min=1, help="Surface samples per mesh.")] = 200_000,
     seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 0,
+    grid: Annotated[Optional[Path], typer.Option("--grid", help="Also write a PNG: the reference | the prediction coloured by its distance to it (red >= 2% of the diagonal). Needs a display or Xvfb.")] = None,
 ) -> None:
     """Compare a mesh to a reference: Chamfer-L1 and F-score at 1% of the reference's
     bounding-box diagonal, and normal consistency.
 
-    Example: taichifield eval mesh runs/bunny/mesh.ply data/bunny.off --json
+    Example: taichifield eval mesh runs/bunny/mesh.ply data/bunny.off --json --grid errors.png
     """
+    from taichifield.errors import InputError
+
+    if grid is not None and grid.suffix.lower() != ".png":
+        raise InputError(f"{grid}: --grid must be a .png file")
     m = run_eval_mesh(pred, gt, samples=samples, seed=seed)
-    typer.echo(json.dumps(m) if as_json else format_metrics(m))
+    if grid is not None:
+        from taichifield.geometry.mesh_io import load_mesh
+        from taichifield.viewer import mesh_error_picture
+
+        mesh_error_picture(*load_mesh(pred), *load_mesh(gt), grid, tau=float(m["tau"]))
+    typer.echo(json.dumps(m) if as_json else format_metrics(m) + (f"; grid -> {grid}" if grid else ""))

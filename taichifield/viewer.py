@@ -214,6 +214,43 @@ def _display(need: bool) -> Iterator[None]:
         proc.wait(timeout=10)
 
 
+def _show(geoms: list[Any], screenshot: str | os.PathLike[str] | None, width: int, height: int,
+          background: Sequence[float] = (1.0, 1.0, 1.0), rotate: bool = True) -> Path | None:
+    """Open a window on ``geoms`` (screenshot None) or render them off-screen into a PNG."""
+    with _display(need=screenshot is not None):
+        o3d = _o3d()
+        vis = o3d.visualization.Visualizer()
+        if not vis.create_window(window_name="taichifield", width=width, height=height, visible=screenshot is None):
+            raise TaichiFieldError("Open3D could not create a window (is the display usable? try --screenshot)")
+        try:
+            for g in geoms:
+                vis.add_geometry(g)
+            opt = vis.get_render_option()
+            opt.background_color = np.asarray(background, np.float64)
+            opt.mesh_show_back_face = True
+            opt.point_size = 3.0
+            if rotate:
+                vis.get_view_control().rotate(200.0, -150.0)  # a three-quarter view reads shapes better
+            else:
+                vis.get_view_control().set_zoom(0.6)  # front view of a side-by-side row: fill the frame
+            if screenshot is None:
+                vis.run()
+                return None
+            vis.poll_events()
+            vis.update_renderer()
+            image = np.asarray(vis.capture_screen_float_buffer(do_render=True))
+        finally:
+            vis.destroy_window()
+    import imageio.v3 as iio
+
+    from .atomic import atomic_path
+
+    out = Path(screenshot)
+    with atomic_path(out) as tmp:
+        iio.imwrite(tmp, (np.clip(image, 0, 1) * 255).astype(np.uint8))
+    return out
+
+
 def view(
     paths: Sequence[str | os.PathLike[str]],
     *,
@@ -235,33 +272,33 @@ def view(
             "(it works headless), or run on a desktop / with X forwarding"
         )
     geoms = load_geometries(paths, sdf_resolution=sdf_resolution)
-    with _display(need=screenshot is not None):
-        o3d = _o3d()
-        vis = o3d.visualization.Visualizer()
-        if not vis.create_window(window_name="taichifield", width=width, height=height, visible=screenshot is None):
-            raise TaichiFieldError("Open3D could not create a window (is the display usable? try --screenshot)")
-        try:
-            for g in geoms:
-                vis.add_geometry(g)
-            opt = vis.get_render_option()
-            opt.background_color = np.asarray(background, np.float64)
-            opt.mesh_show_back_face = True
-            opt.point_size = 3.0
-            ctr = vis.get_view_control()
-            ctr.rotate(200.0, -150.0)  # a three-quarter view reads shapes better than head-on
-            if screenshot is None:
-                vis.run()
-                return None
-            vis.poll_events()
-            vis.update_renderer()
-            image = np.asarray(vis.capture_screen_float_buffer(do_render=True))
-        finally:
-            vis.destroy_window()
-    import imageio.v3 as iio
+    return _show(geoms, screenshot, width, height, background)
 
-    from .atomic import atomic_path
 
-    out = Path(screenshot)
-    with atomic_path(out) as tmp:
-        iio.imwrite(tmp, (np.clip(image, 0, 1) * 255).astype(np.uint8))
-    return out
+def mesh_error_picture(
+    pred_v: np.ndarray, pred_f: np.ndarray, gt_v: np.ndarray, gt_f: np.ndarray, out: str | os.PathLike[str],
+    *, tau: float, width: int = 960, height: int = 480,
+) -> Path:
+    """Side by side, front view: the reference mesh (grey) | the prediction coloured by its distance to
+    the reference (white = 0, red >= ``2 * tau``; ``tau`` is the F-score threshold).
+
+    Args:
+        pred_v, pred_f: (V, 3) float, (F, 3) int prediction. gt_v, gt_f: the reference.
+        out: PNG path (written atomically).
+    """
+    from scipy.spatial import cKDTree
+
+    from .geometry.metrics import sample_surface
+
+    gt_pts = sample_surface(gt_v, gt_f, 200_000, np.random.default_rng(0))[0]
+    dist, _ = cKDTree(gt_pts).query(np.asarray(pred_v, np.float64))
+    t = np.clip(dist / (2.0 * tau), 0.0, 1.0)[:, None]
+    colors = (1.0 - t) * np.array([0.92, 0.92, 0.92]) + t * np.array([0.85, 0.1, 0.1])
+    shift = np.array([1.25 * float(np.ptp(gt_v[:, 0])), 0.0, 0.0])
+    o3d = _o3d()
+    gt_mesh = _mesh_geometry(gt_v, gt_f, np.array([0.7, 0.7, 0.72]))
+    pred_mesh = _mesh_geometry(np.asarray(pred_v, np.float64) + shift, pred_f, np.array([1.0, 1.0, 1.0]))
+    pred_mesh.vertex_colors = o3d.utility.Vector3dVector(colors)
+    result = _show([gt_mesh, pred_mesh], out, width, height, rotate=False)
+    assert result is not None
+    return result

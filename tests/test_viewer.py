@@ -95,3 +95,24 @@ def test_view_missing_file(tmp_path):
 def test_view_bad_size_is_a_clear_error(tmp_path):
     res = CliRunner().invoke(app, ["view", str(tmp_path / "x.ply"), "--width", "0", "--screenshot", str(tmp_path / "s.png")])
     assert res.exit_code == 2 and "--width must be a positive number" in res.output
+
+
+def test_eval_mesh_grid_colours_the_error(tmp_path):
+    from skimage.measure import marching_cubes
+
+    g = np.linspace(-1, 1, 32)
+    x, y, z = np.meshgrid(g, g, g, indexing="ij")
+    r = np.sqrt(x**2 + y**2 + z**2)
+    v, f, _, _ = marching_cubes(r - 0.6, 0.0)
+    save_mesh(tmp_path / "gt.ply", v.astype(np.float32), f[:, ::-1].astype(np.int64))
+    bumpy = r - 0.6 - 0.15 * (x > 0.3)  # the prediction bulges on one side
+    v2, f2, _, _ = marching_cubes(bumpy, 0.0)
+    save_mesh(tmp_path / "pred.ply", v2.astype(np.float32), f2[:, ::-1].astype(np.int64))
+    res = CliRunner().invoke(app, ["eval", "mesh", str(tmp_path / "pred.ply"), str(tmp_path / "gt.ply"),
+                                   "--samples", "5000", "--grid", str(tmp_path / "grid.png")])
+    assert res.exit_code == 0, res.output
+    img = np.asarray(iio.imread(tmp_path / "grid.png"))[..., :3].astype(int)
+    red = (img[..., 0] > 150) & (img[..., 1] < 100) & (img[..., 2] < 100)
+    assert red.sum() > 50  # the bulge is shown as error
+    half = img.shape[1] // 2
+    assert red[:, :half].sum() < red[:, half:].sum()  # ... on the prediction (right), not the reference
