@@ -129,7 +129,7 @@ def test_conf_aligns_scans(tmp_path: Path) -> None:
         ("cols.xyz", "0 0 0 1\n1 1 1 1\n", "x y z"),
         ("noface.off", "OFF\n3 0 0\n0 0 0\n1 0 0\n0 1 0\n", "no faces"),
         ("bad.off", "hello\n", "not an OFF"),
-        ("bad.ply", "ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nproperty float y\nproperty float z\nend_header\n0 0\n", "cannot parse"),
+        ("bad.ply", "ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nproperty float y\nproperty float z\nend_header\n0 0\n", "corrupt PLY"),
         ("zero.xyz", "0 0 0 0 0 0\n1 0 0 0 0 1\n", "zero-length"),
         ("range.off", "OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 7\n", "out of range"),
         ("a.stl", "solid\n", "unknown point/mesh format"),

@@ -1,6 +1,7 @@
 """Point and mesh inputs -> oriented points, and the normalisation into the training cube.
 
-Readers (chosen by extension, case-insensitive):
+Readers (chosen by extension, case-insensitive; PLY/OBJ/OFF through
+:func:`taichifield.geometry.mesh_io.read_mesh_data`):
 
 * ``.ply`` - ASCII or binary (little/big endian); ``vertex`` x y z [nx ny nz] and an
   optional ``face`` element (a PLY without faces is a point cloud).
@@ -36,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..geometry.mesh_io import read_mesh_data
 
 __all__ = [
     "OrientedPoints",
@@ -105,139 +107,6 @@ class Normalization:
 
 # ----------------------------------------------------------------------------- readers
 
-_PLY_TYPES = {
-    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",
-    "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
-    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
-}
-
-
-def _read_ply(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    data = path.read_bytes()
-    end = data.find(b"end_header")
-    if not data.startswith(b"ply") or end < 0:
-        raise InputError(f"{path}: not a PLY file (no 'ply' magic or no end_header)")
-    body_start = data.index(b"\n", end) + 1
-    header = data[:end].decode("ascii", "replace").splitlines()
-    fmt = ""
-    elements: list[tuple[str, int, list[tuple[str, str, str | None]]]] = []  # name, count, props
-    for line in header:
-        tok = line.split()
-        if not tok:
-            continue
-        if tok[0] == "format":
-            fmt = tok[1]
-        elif tok[0] == "element":
-            elements.append((tok[1], int(tok[2]), []))
-        elif tok[0] == "property" and elements:
-            if tok[1] == "list":
-                elements[-1][2].append((tok[4], _PLY_TYPES[tok[3]], _PLY_TYPES[tok[2]]))
-            else:
-                elements[-1][2].append((tok[2], _PLY_TYPES[tok[1]], None))
-    if fmt not in ("ascii", "binary_little_endian", "binary_big_endian"):
-        raise InputError(f"{path}: unsupported PLY format {fmt!r}")
-    verts: dict[str, np.ndarray] = {}
-    faces = None
-    if fmt == "ascii":
-        lines = data[body_start:].decode("ascii", "replace").splitlines()
-        pos = 0
-        for name, count, props in elements:
-            chunk = lines[pos:pos + count]
-            pos += count
-            if name == "vertex":
-                if any(p[2] is not None for p in props):
-                    raise InputError(f"{path}: list properties on vertices are not supported")
-                arr = np.loadtxt(chunk, dtype=np.float64, ndmin=2) if count else np.zeros((0, len(props)))
-                verts = {p[0]: arr[:, i] for i, p in enumerate(props)}
-            elif name == "face" and count:
-                rows = [list(map(int, ln.split())) for ln in chunk]
-                faces = _triangulate([r[1:1 + r[0]] for r in rows])
-            elif name != "face":
-                continue
-    else:
-        bo = "<" if fmt == "binary_little_endian" else ">"
-        offset = body_start
-        for name, count, props in elements:
-            if all(p[2] is None for p in props):
-                dt = np.dtype([(p[0], bo + p[1]) for p in props])
-                arr = np.frombuffer(data, dtype=dt, count=count, offset=offset)
-                offset += dt.itemsize * count
-                if name == "vertex":
-                    verts = {p[0]: arr[p[0]].astype(np.float64) for p in props}
-                continue
-            if len(props) == 1 and count:  # a single list property: try the all-triangles fast path
-                _, item, cnt = props[0]
-                dt = np.dtype([("n", bo + cnt), ("i", bo + item, (3,))])
-                arr = np.frombuffer(data, dtype=dt, count=count, offset=offset) if len(data) - offset >= dt.itemsize * count else None
-                if arr is not None and np.all(arr["n"] == 3):
-                    offset += dt.itemsize * count
-                    if name == "face":
-                        faces = arr["i"].astype(np.int64)
-                    continue
-            polys, offset = _read_binary_lists(data, offset, count, props, bo)
-            if name == "face":
-                faces = _triangulate(polys)
-    if "x" not in verts:
-        raise InputError(f"{path}: PLY has no vertex x/y/z properties")
-    points = np.stack([verts["x"], verts["y"], verts["z"]], axis=1)
-    normals = np.stack([verts["nx"], verts["ny"], verts["nz"]], axis=1) if "nx" in verts else None
-    return points, normals, faces
-
-
-def _read_binary_lists(data: bytes, offset: int, count: int, props: list, bo: str) -> tuple[list[list[int]], int]:
-    polys: list[list[int]] = []
-    for _ in range(count):
-        poly: list[int] = []
-        for _name, item, cnt in props:
-            if cnt is None:
-                offset += np.dtype(item).itemsize
-                continue
-            n = int(np.frombuffer(data, bo + cnt, 1, offset)[0])
-            offset += np.dtype(cnt).itemsize
-            vals = np.frombuffer(data, bo + item, n, offset)
-            offset += np.dtype(item).itemsize * n
-            if not poly:
-                poly = vals.astype(np.int64).tolist()
-        polys.append(poly)
-    return polys, offset
-
-
-def _triangulate(polys: list[list[int]]) -> np.ndarray:
-    tris = [(p[0], p[i], p[i + 1]) for p in polys for i in range(1, len(p) - 1)]
-    return np.asarray(tris, dtype=np.int64).reshape(-1, 3)
-
-
-def _read_obj(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    v: list[str] = []
-    vn: list[str] = []
-    polys: list[list[int]] = []
-    for line in path.read_text(errors="replace").splitlines():
-        if line.startswith("v "):
-            v.append(line[2:])
-        elif line.startswith("vn "):
-            vn.append(line[3:])
-        elif line.startswith("f "):
-            idx = [int(t.split("/")[0]) for t in line[2:].split()]
-            polys.append([i - 1 if i > 0 else len(v) + i for i in idx])
-    points = np.loadtxt(v, dtype=np.float64, ndmin=2)[:, :3] if v else np.zeros((0, 3))
-    normals = np.loadtxt(vn, dtype=np.float64, ndmin=2)[:, :3] if vn and len(vn) == len(v) else None
-    return points, normals, _triangulate(polys) if polys else None
-
-
-def _read_off(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    lines = [ln.split("#")[0].strip() for ln in path.read_text(errors="replace").splitlines()]
-    lines = [ln for ln in lines if ln]
-    if not lines or not lines[0].split()[0].upper().endswith("OFF"):
-        raise InputError(f"{path}: not an OFF file (first line is not 'OFF')")
-    rest = lines[1:]
-    if len(lines[0].split()) > 1:  # counts on the magic line
-        rest = [lines[0].split(None, 1)[1]] + rest
-    nv, nf = (int(t) for t in rest[0].split()[:2])
-    points = np.loadtxt(rest[1:1 + nv], dtype=np.float64, ndmin=2)[:, :3] if nv else np.zeros((0, 3))
-    polys = [[int(t) for t in ln.split()[1:1 + int(ln.split()[0])]] for ln in rest[1 + nv:1 + nv + nf]]
-    return points, None, _triangulate(polys) if polys else None
-
-
 def _read_columns(path: Path) -> tuple[np.ndarray, np.ndarray | None, None]:
     if not path.read_text(errors="replace").strip():
         return np.zeros((0, 3)), None, None
@@ -284,7 +153,7 @@ def _read_conf(path: Path) -> tuple[np.ndarray, np.ndarray | None, None]:
             continue
         t = np.array([float(v) for v in tok[2:5]])
         rot = _quat_to_matrix(*(float(v) for v in tok[5:9]))
-        pts, nrm, _ = _read_ply(path.parent / tok[1])
+        pts, nrm, _ = read_mesh_data(path.parent / tok[1])
         chunks.append(pts @ rot + t)
         normals.append(None if nrm is None else nrm @ rot)
     if not chunks:
@@ -306,7 +175,7 @@ def read_geometry(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray 
     if not p.is_file():
         raise InputError(f"{p}: no such file")
     suffix = p.suffix.lower()
-    readers = {".ply": _read_ply, ".obj": _read_obj, ".off": _read_off, ".xyz": _read_columns,
+    readers = {".ply": read_mesh_data, ".obj": read_mesh_data, ".off": read_mesh_data, ".xyz": _read_columns,
                ".txt": _read_columns, ".pts": _read_columns, ".npz": _read_npz, ".conf": _read_conf}
     if suffix not in readers and suffix != ".npy":
         raise InputError(f"{p}: unknown point/mesh format {suffix!r} (use one of {', '.join(POINT_SUFFIXES)})")

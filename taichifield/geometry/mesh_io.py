@@ -1,8 +1,11 @@
 """Triangle-mesh files: PLY (ascii and binary), OBJ and OFF readers; PLY/OBJ writers.
 
 Small numpy readers and writers, so reading a mesh needs neither Open3D nor trimesh.
-Polygons are fan-triangulated on load. Every error names the file and the problem in
-one line (:class:`~taichifield.errors.InputError`); files are written atomically.
+Polygons are fan-triangulated on load. :func:`read_mesh_data` is the one parser: it
+also returns vertex normals and accepts files without faces (point clouds), and serves
+both :func:`load_mesh` and :func:`taichifield.data.points.read_geometry`. Every error
+names the file and the problem in one line (:class:`~taichifield.errors.InputError`);
+files are written atomically.
 
 Example:
     >>> from taichifield.geometry.mesh_io import load_mesh, save_mesh
@@ -22,7 +25,7 @@ import numpy as np
 from ..atomic import atomic_path
 from ..errors import InputError
 
-__all__ = ["load_mesh", "save_mesh", "MESH_SUFFIXES"]
+__all__ = ["load_mesh", "read_mesh_data", "save_mesh", "MESH_SUFFIXES"]
 
 MESH_SUFFIXES = (".ply", ".obj", ".off")
 
@@ -38,10 +41,12 @@ def _fan(polys: list[list[int]], name: str) -> np.ndarray:
     return np.asarray(tris, dtype=np.int64).reshape(-1, 3)
 
 
-def _finish(path: Path, v: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _finish(path: Path, v: np.ndarray, f: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     v = np.asarray(v)
     if v.ndim != 2 or v.shape[1] != 3:
         raise InputError(f"{path}: vertices need three coordinates each, got an array of shape {v.shape}")
+    if f is None:
+        raise InputError(f"{path}: mesh has no faces (a point cloud?)")
     v = np.ascontiguousarray(v, dtype=np.float32)
     f = np.ascontiguousarray(f, dtype=np.int64).reshape(-1, 3)
     if len(f) == 0:
@@ -118,6 +123,8 @@ def _ply_binary_element(fh: Any, count: int, props: list[tuple], endian: str, pa
 
 def _ply_ascii_element(lines: list[bytes], props: list[tuple]) -> dict[str, Any]:
     if all(len(p) == 2 for p in props):
+        if not lines:  # an empty element (e.g. a PLY with no vertices)
+            return {p[0]: np.zeros(0) for p in props}
         arr = np.array(b" ".join(lines).split(), dtype=np.float64).reshape(len(lines), -1)
         return {p[0]: arr[:, i] for i, p in enumerate(props)}
     out: dict[str, Any] = {p[0]: [] for p in props}
@@ -134,7 +141,10 @@ def _ply_ascii_element(lines: list[bytes], props: list[tuple]) -> dict[str, Any]
     return out
 
 
-def _load_ply(path: Path) -> tuple[np.ndarray, np.ndarray]:
+_Arrays = tuple[np.ndarray, np.ndarray | None, np.ndarray | None]  # vertices, normals, faces
+
+
+def _load_ply(path: Path) -> _Arrays:
     with open(path, "rb") as fh:
         fmt, elements = _ply_header(fh, path)
         data: dict[str, dict[str, Any]] = {}
@@ -142,7 +152,8 @@ def _load_ply(path: Path) -> tuple[np.ndarray, np.ndarray]:
             lines = [ln for ln in fh.read().splitlines() if ln.strip()]
             pos = 0
             for name, count, props in elements:
-                data[name] = _ply_ascii_element(lines[pos:pos + count], props)
+                if name in ("vertex", "face"):  # others (e.g. a scan's range_grid) are skipped
+                    data[name] = _ply_ascii_element(lines[pos:pos + count], props)
                 pos += count
         elif fmt in ("binary_little_endian", "binary_big_endian"):
             endian = "<" if fmt == "binary_little_endian" else ">"
@@ -153,54 +164,108 @@ def _load_ply(path: Path) -> tuple[np.ndarray, np.ndarray]:
     vert = data.get("vertex")
     if vert is None or not all(k in vert for k in "xyz"):
         raise InputError(f"{path}: PLY has no vertex element with x, y, z")
-    v = np.stack([np.asarray(vert[k], dtype=np.float32) for k in "xyz"], axis=1)
+    v = np.stack([np.asarray(vert[k], dtype=np.float64) for k in "xyz"], axis=1)
+    n = None
+    if all(k in vert for k in ("nx", "ny", "nz")):
+        n = np.stack([np.asarray(vert[k], dtype=np.float64) for k in ("nx", "ny", "nz")], axis=1)
     face = data.get("face", {})
     idx = face.get("vertex_indices", face.get("vertex_index"))
     if idx is None:
-        raise InputError(f"{path}: mesh has no faces (a point cloud?)")
+        return v, n, None
     if isinstance(idx, np.ndarray) and idx.ndim == 2:
         f = idx.astype(np.int64) if idx.shape[1] == 3 else _fan(idx.tolist(), str(path))
     else:
         f = _fan([list(p) for p in idx], str(path))
-    return v, f
+    return v, n, f
 
 
 # ----------------------------------------------------------------------- OBJ / OFF
-def _load_obj(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _load_obj(path: Path) -> _Arrays:
     verts: list[bytes] = []
+    vnorms: list[bytes] = []
     polys: list[list[int]] = []
     with open(path, "rb") as fh:
         for line in fh:
             if line.startswith(b"v "):
                 verts.append(line[2:])
+            elif line.startswith(b"vn "):
+                vnorms.append(line[3:])
             elif line.startswith(b"f "):
                 ids = [int(t.split(b"/")[0]) for t in line[2:].split()]
                 polys.append([i - 1 if i > 0 else len(verts) + i for i in ids])
     try:
-        v = np.array([row.split()[:3] for row in verts], dtype=np.float64)
+        v = np.array([row.split()[:3] for row in verts], dtype=np.float64) if verts else np.zeros((0, 3))
     except ValueError:
         raise InputError(f"{path}: malformed 'v' line (need three numbers)") from None
-    return v, _fan(polys, str(path))
+    n = None
+    if vnorms and len(vnorms) == len(verts):  # only normals that map one-to-one onto the vertices
+        try:
+            n = np.array([row.split()[:3] for row in vnorms], dtype=np.float64)
+        except ValueError:
+            raise InputError(f"{path}: malformed 'vn' line (need three numbers)") from None
+    return v, n, _fan(polys, str(path)) if polys else None
 
 
-def _load_off(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _load_off(path: Path) -> _Arrays:
     with open(path, "rb") as fh:
         lines = [ln.split(b"#")[0].strip() for ln in fh]
     lines = [ln for ln in lines if ln]
-    if not lines or not lines[0].startswith(b"OFF"):
+    if not lines or not lines[0].split()[0].upper().endswith(b"OFF"):  # OFF, NOFF, COFF, ...
         raise InputError(f"{path}: not an OFF file (no 'OFF' header)")
-    head = lines[0][3:].split() or lines.pop(1).split()
+    head = lines[0].split()[1:] or lines.pop(1).split()
     nv, nf = int(head[0]), int(head[1])
     body = lines[1:]
     if len(body) < nv + nf:
         raise InputError(f"{path}: truncated OFF file ({len(body)} data lines, header promises {nv + nf})")
     v = np.array([ln.split()[:3] for ln in body[:nv]], dtype=np.float64).reshape(nv, 3)
     face_tok = [ln.split() for ln in body[nv:nv + nf]]
-    if face_tok and all(len(t) >= 4 and t[0] == b"3" for t in face_tok):
+    if not face_tok:
+        return v, None, None
+    if all(len(t) >= 4 and t[0] == b"3" for t in face_tok):
         f = np.array([t[1:4] for t in face_tok], dtype=np.int64)
     else:
         f = _fan([[int(x) for x in t[1:1 + int(t[0])]] for t in face_tok], str(path))
-    return v, f
+    return v, None, f
+
+
+def read_mesh_data(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Read vertices, vertex normals and faces from PLY (ascii/binary), OBJ or OFF, by extension.
+
+    Unlike :func:`load_mesh` this accepts files without faces (point clouds). Normals are
+    PLY ``nx ny nz`` vertex properties, or OBJ ``vn`` lines when there is exactly one per
+    ``v`` line (otherwise they belong to faces and are dropped); OFF gives none.
+
+    Args:
+        path: the file.
+
+    Returns:
+        vertices: (V, 3) float64 as stored; normals: (V, 3) float64 or None;
+        faces: (F, 3) int64 (polygons fan-triangulated) or None when the file has none.
+        Values are not range- or finiteness-checked.
+
+    Raises:
+        InputError: missing file, unknown extension, malformed/truncated content; the
+            message names the file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such file")
+    suffix = p.suffix.lower()
+    readers = {".ply": _load_ply, ".obj": _load_obj, ".off": _load_off}
+    if suffix not in readers:
+        raise InputError(f"{p}: unknown mesh format {suffix or '(none)'!r}; use {', '.join(MESH_SUFFIXES)}")
+    try:
+        v, n, f = readers[suffix](p)
+    except InputError:
+        raise
+    except (ValueError, IndexError, TypeError, KeyError, UnicodeDecodeError, OverflowError, EOFError) as exc:
+        detail = " ".join(str(exc).split())[:160]
+        raise InputError(f"{p}: corrupt {suffix[1:].upper()} file ({type(exc).__name__}: {detail})") from None
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    if f is not None and len(f) == 0:
+        f = None
+    return v, n, f
 
 
 def load_mesh(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -216,22 +281,8 @@ def load_mesh(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
         InputError: missing file, unknown extension, malformed/truncated content, bad
             indices, or no faces; the message names the file.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: no such file")
-    suffix = p.suffix.lower()
-    readers = {".ply": _load_ply, ".obj": _load_obj, ".off": _load_off}
-    if suffix not in readers:
-        raise InputError(f"{p}: unknown mesh format {suffix or '(none)'!r}; use {', '.join(MESH_SUFFIXES)}")
-    try:
-        return _finish(p, *readers[suffix](p))
-    except InputError:
-        raise
-    except (ValueError, IndexError, TypeError, KeyError, UnicodeDecodeError, OverflowError, EOFError) as exc:
-        detail = " ".join(str(exc).split())[:160]
-        raise InputError(f"{p}: corrupt {suffix[1:].upper()} file ({type(exc).__name__}: {detail})") from None
-    except OSError as exc:
-        raise InputError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    v, _, f = read_mesh_data(path)
+    return _finish(Path(path), v, f)
 
 
 # --------------------------------------------------------------------------- write
