@@ -81,6 +81,10 @@ def load_checkpoint(path: str | os.PathLike[str], kind: str | None = None) -> di
         p = p / "ckpt.pt"
     if not p.exists():
         raise CheckpointError(f"{p}: no such checkpoint file")
+    with open(p, "rb") as fh:
+        magic = fh.read(4)
+    if magic != b"PK\x03\x04":  # torch.save writes a zip archive; anything else is not ours
+        raise CheckpointError(f"{p}: not a loadable taichifield checkpoint (not a torch checkpoint file at all)")
     try:
         data = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling error, truncated zip, not a torch file at all
