@@ -46,7 +46,10 @@ def run_train_sdf(points: Path, out: Path, *, resume: bool, quiet: bool, preview
             history.record(step, stats)
             bar.update(completed=step, info=f"loss {stats.get('loss', float('nan')):.4f}")
 
-        result = train_sdf(points, out, cfg, resume=resume, on_step=on_step)
+        def on_save(step: int, ckpt: Path) -> None:  # the current surface, with every checkpoint
+            run_render_sdf(ckpt, out / "progress" / f"step_{step:05d}.png", width=160, height=160, azimuth=30.0, elevation=20.0)
+
+        result = train_sdf(points, out, cfg, resume=resume, on_step=on_step, on_save=on_save if preview else None)
     write_run_curves(out, history, title=f"sdf [{Path(points).name}]")
     if preview:
         run_render_sdf(out / "ckpt.pt", out / "preview.png", width=160, height=160, azimuth=30.0, elevation=20.0)
@@ -66,7 +69,8 @@ def train_sdf_cmd(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Surface points per step.")] = 512,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: per model).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue RUN/ckpt.pt with its own settings.")] = False,
-    preview: Annotated[bool, typer.Option("--preview/--no-preview", help="Also render RUN/preview.png.")] = True,
+    preview: Annotated[bool, typer.Option("--preview/--no-preview", help="Render the current surface with every checkpoint (RUN/progress/step_XXXXX.png) and the final one (RUN/preview.png).")] = True,
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Steps between checkpoints (and previews).")] = 500,
     threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default). The small MLP gains nothing from more; "
                                               "on a busy 2-core machine 2 threads were much slower than 1.")] = 1,
     arch: ArchOption = "auto",
@@ -77,11 +81,11 @@ def train_sdf_cmd(
 
     Example: taichifield train sdf bunny.ply --out runs/bunny --time-budget 300
     """
-    check_positive(steps=steps, time_budget=time_budget, batch_size=batch_size, lr=lr)
+    check_positive(steps=steps, time_budget=time_budget, batch_size=batch_size, lr=lr, checkpoint_every=checkpoint_every)
     start_runtime(arch, seed)
     typer.echo(run_train_sdf(
         points, out, resume=resume, quiet=quiet, preview=preview, threads=threads, loss=loss, model=model, steps=steps,
-        time_budget=time_budget, batch_size=batch_size, lr=lr, seed=seed,
+        time_budget=time_budget, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
     ))
 
 

@@ -32,6 +32,19 @@ def test_train_mesh_render_round_trip(cloud: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "60 steps" in res.output and (run / "ckpt.pt").exists()
     assert (run / "curves.png").stat().st_size > 1000 and (run / "history.json").exists()
+
+
+def test_train_writes_preview_of_the_current_surface(cloud: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    run = tmp_path / "run"
+    res = runner.invoke(app, ["train", "sdf", str(cloud), "--out", str(run), "--steps", "20", "--batch-size", "128",
+                              "--checkpoint-every", "10", "--arch", "cpu", "--quiet"])
+    assert res.exit_code == 0, res.output
+    shots = sorted(p.name for p in (run / "progress").iterdir())
+    assert shots == ["step_00010.png", "step_00020.png"]
+    img = np.asarray(Image.open(run / "preview.png"))
+    assert (img.sum(-1) < 600).mean() > 0.02  # the shaded surface is in the picture, not only background
     res = runner.invoke(app, ["mesh", "sdf", str(run / "ckpt.pt"), "--res", "32", "--out", str(tmp_path / "m.obj"), "--arch", "cpu", "-q"])
     assert res.exit_code == 0, res.output
     verts, faces = load_mesh(tmp_path / "m.obj")

@@ -219,6 +219,7 @@ def train_sdf(
     *,
     resume: bool = False,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
+    on_save: Callable[[int, Path], None] | None = None,
 ) -> LoopResult:
     """Train an SDF on ``points`` and write ``out_dir/ckpt.pt`` (atomically, periodically).
 
@@ -228,6 +229,8 @@ def train_sdf(
         config: options; ``resume=True`` continues ``out_dir/ckpt.pt`` with ITS config
             (only ``steps`` and ``time_budget`` are taken from ``config``).
         on_step: ``on_step(step, stats)`` after each step (progress bars).
+        on_save: ``on_save(step, ckpt_path)`` after each checkpoint (e.g. a preview render),
+            run under ``torch.random.fork_rng`` so it cannot change the training.
 
     Returns:
         the loop result (steps done, seconds, why it stopped, last loss terms).
@@ -298,6 +301,9 @@ def train_sdf(
         }
         conf = asdict(cfg) | {"model_config": model.config_dict()}
         save_checkpoint(ckpt_path, "sdf", conf, model.state_dict(), optimizer=opt.state_dict(), rng=rng_state(gen), step=step, meta=meta)
+        if on_save is not None:
+            with torch.random.fork_rng():  # e.g. a preview render must not shift the training's random stream
+                on_save(step, ckpt_path)
 
     result = run_loop(
         step_fn, start_step=start, total_steps=cfg.steps, time_budget=cfg.time_budget, save=save,
