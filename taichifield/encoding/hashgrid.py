@@ -70,6 +70,31 @@ def _index(c0: ti.i32, c1: ti.i32, c2: ti.i32, r1: ti.i32, dense: ti.i32, mask: 
     return idx
 
 
+@ti.func
+def _corner_weight(frac: ti.template(), corner: ti.template(), D: ti.template()) -> float:
+    """d-linear weight of cell corner ``corner`` (bit k set: the upper neighbour along axis k)."""
+    w = 1.0
+    for k in ti.static(range(D)):
+        if ti.static(corner & (1 << k)):
+            w *= frac[k]
+        else:
+            w *= 1.0 - frac[k]
+    return w
+
+
+@ti.func
+def _corner_index(cell: ti.template(), corner: ti.template(), res: ti.i32, dense: ti.i32, mask: ti.u32,
+                  D: ti.template()) -> ti.i32:
+    """Table row (within the level) of corner ``corner`` of ``cell``: dense or hashed, see :func:`_index`."""
+    cc = ti.Vector([0, 0, 0])
+    for k in ti.static(range(D)):
+        if ti.static(corner & (1 << k)):
+            cc[k] = cell[k] + 1
+        else:
+            cc[k] = cell[k]
+    return _index(cc[0], cc[1], cc[2], res + 1, dense, mask, D)
+
+
 @ti.kernel
 def _hashgrid_fwd(
     x: ti.types.ndarray(ndim=2),
@@ -100,16 +125,8 @@ def _hashgrid_fwd(
             frac[k] = p - c
         acc = ti.Vector([0.0] * F)
         for corner in ti.static(range(1 << D)):
-            w = 1.0
-            cc = ti.Vector([0, 0, 0])
-            for k in ti.static(range(D)):
-                if ti.static(corner & (1 << k)):
-                    w *= frac[k]
-                    cc[k] = cell[k] + 1
-                else:
-                    w *= 1.0 - frac[k]
-                    cc[k] = cell[k]
-            e = (base + _index(cc[0], cc[1], cc[2], res + 1, dense, mask, D)) * F
+            w = _corner_weight(frac, corner, D)
+            e = (base + _corner_index(cell, corner, res, dense, mask, D)) * F
             for f in ti.static(range(F)):
                 acc[f] += w * table[e + f]
         for f in ti.static(range(F)):
@@ -141,16 +158,8 @@ def _bwd_point(x: ti.template(), table: ti.template(), meta: ti.template(), grad
         g[f] = grad_out[i, l * F + f]
     gpos = ti.Vector([0.0, 0.0, 0.0])
     for corner in ti.static(range(1 << D)):
-        w = 1.0
-        cc = ti.Vector([0, 0, 0])
-        for k in ti.static(range(D)):
-            if ti.static(corner & (1 << k)):
-                w *= frac[k]
-                cc[k] = cell[k] + 1
-            else:
-                w *= 1.0 - frac[k]
-                cc[k] = cell[k]
-        e = (base + _index(cc[0], cc[1], cc[2], res + 1, dense, mask, D)) * F
+        w = _corner_weight(frac, corner, D)
+        e = (base + _corner_index(cell, corner, res, dense, mask, D)) * F
         for f in ti.static(range(F)):
             if ti.static(atomic):
                 ti.atomic_add(grad_table[e + f], w * g[f])
