@@ -145,3 +145,21 @@ def test_forward_on_each_arch(arch):
         x = torch.rand(500, 3)
         ref = hashgrid_reference(x, enc.table, enc.meta, 10, 2)
         torch.testing.assert_close(enc(x), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_by_level_backward_zeroes_an_uninitialised_gradient(monkeypatch):
+    # the CPU backward takes an uninitialised buffer and zeroes each level's slice itself:
+    # hand it NaN-filled memory and the table gradient must still match the reference
+    from taichifield import memory
+
+    real_empty = memory.empty
+    monkeypatch.setattr(memory, "empty", lambda *s, **kw: real_empty(*s, **kw).fill_(float("nan")))
+    monkeypatch.setattr(hashgrid_module, "BACKWARD_STRATEGY", "by_level")
+    enc = HashGridEncoding(3, n_levels=3, log2_table_size=9, base_resolution=4, max_resolution=16)
+    ref = HashGridEncoding(3, n_levels=3, log2_table_size=9, base_resolution=4, max_resolution=16, implementation="torch")
+    ref.load_state_dict(enc.state_dict())
+    x = torch.rand(300, 3)
+    enc(x).sum().backward()
+    ref(x).sum().backward()
+    assert torch.isfinite(enc.table.grad).all()
+    torch.testing.assert_close(enc.table.grad, ref.table.grad, atol=1e-6, rtol=1e-5)

@@ -26,13 +26,17 @@ Note:
 
 Performance:
     Forward: one thread per (level, point), level-major so a level's table slice stays
-    hot while points stream past. Backward on CPU: levels run in parallel and points
-    serially within a level; levels own disjoint table slices, so the adjoints are plain
-    adds instead of CAS loops (Taichi has no native float atomic add on x86). On GPUs
-    one thread per (level, point) with atomic adds. The only per-call allocations are
-    the output and, in backward, the zeroed table-sized gradient torch needs. At
-    log2 T = 19 the table is 64 MB and every lookup a cache miss: the op is bound by
-    memory latency, not arithmetic.
+    hot while points stream past; the kernel writes a level-major ``(L, N, F)`` buffer
+    (each level one contiguous stream, not a 128-byte stride per point) that is
+    transposed to ``(N, L * F)`` afterwards. Backward on CPU: levels run in parallel and
+    points serially within a level; levels own disjoint table slices, so the adjoints
+    are plain adds instead of CAS loops (Taichi has no native float atomic add on x86),
+    and each level zeroes its own slice of an uninitialised gradient right before its
+    scatter, so the slice is still in cache. On GPUs one thread per (level, point) with
+    atomic adds into a zeroed gradient. Large CPU buffers are huge-page backed
+    (:mod:`taichifield.memory`): a fresh 64 MB gradient would otherwise cost ~16k page
+    faults. At log2 T = 19 the table is 64 MB and the fine levels' lookups miss the
+    caches: the op is bound by memory latency, not arithmetic.
 """
 
 # no `from __future__ import annotations`: Taichi reads kernel annotations at runtime
@@ -43,7 +47,7 @@ import taichi as ti
 import torch
 from torch import nn
 
-from .. import runtime
+from .. import memory, runtime
 from ..bridge import TaichiOp
 from .hashgrid_torch import PRIMES, hashgrid_reference, level_meta, level_resolutions
 
@@ -104,7 +108,7 @@ def _hashgrid_fwd(
     need_x: ti.i32,
     D: ti.template(),
     F: ti.template(),
-    out: ti.types.ndarray(ndim=2),
+    out: ti.types.ndarray(ndim=3),
 ):
     n_points = x.shape[0]
     n_levels = meta.shape[0]
@@ -130,7 +134,7 @@ def _hashgrid_fwd(
             for f in ti.static(range(F)):
                 acc[f] += w * table[e + f]
         for f in ti.static(range(F)):
-            out[i, l * F + f] = acc[f]
+            out[l, i, f] = acc[f]
 
 
 @ti.func
@@ -155,7 +159,7 @@ def _bwd_point(x: ti.template(), table: ti.template(), meta: ti.template(), grad
         frac[k] = p - c
     g = ti.Vector([0.0] * F)
     for f in ti.static(range(F)):
-        g[f] = grad_out[i, l * F + f]
+        g[f] = grad_out[l, i, f]
     gpos = ti.Vector([0.0, 0.0, 0.0])
     for corner in ti.static(range(1 << D)):
         w = _corner_weight(frac, corner, D)
@@ -192,7 +196,7 @@ def _hashgrid_bwd(
     table: ti.types.ndarray(ndim=1),
     meta: ti.types.ndarray(ndim=2),
     log2_t: ti.i32,
-    grad_out: ti.types.ndarray(ndim=2),
+    grad_out: ti.types.ndarray(ndim=3),
     need_x: ti.template(),
     D: ti.template(),
     F: ti.template(),
@@ -212,7 +216,7 @@ def _hashgrid_bwd_by_level(
     table: ti.types.ndarray(ndim=1),
     meta: ti.types.ndarray(ndim=2),
     log2_t: ti.i32,
-    grad_out: ti.types.ndarray(ndim=2),
+    grad_out: ti.types.ndarray(ndim=3),
     need_x: ti.template(),
     D: ti.template(),
     F: ti.template(),
@@ -220,17 +224,23 @@ def _hashgrid_bwd_by_level(
     grad_x: ti.types.ndarray(ndim=2),
 ):
     """CPU strategy: levels in parallel, points serial within a level; levels own disjoint
-    table slices, so the table gradient needs no atomics (L >= cores keeps every core busy)."""
+    table slices, so the table gradient needs no atomics (L >= cores keeps every core busy).
+    ``grad_table`` may be uninitialised: each level zeroes its own slice first, which also
+    leaves that 4 MB slice hot in the cache for the scatter that follows."""
     T = 1 << log2_t
     mask = ti.cast(T - 1, ti.u32)
     ti.loop_config(block_dim=1)
     for l in range(meta.shape[0]):
+        for e in range(l * T * F, (l + 1) * T * F):
+            grad_table[e] = 0.0
         for i in range(x.shape[0]):
             _bwd_point(x, table, meta, grad_out, grad_table, grad_x, l, i, T, mask, need_x, D, F, False)
 
 
 def _fwd_outputs(x: torch.Tensor, table: torch.Tensor, meta: torch.Tensor, log2_t: int, need_x: int, D: int, F: int) -> list[torch.Tensor]:
-    return [torch.empty(x.shape[0], meta.shape[0] * F, dtype=table.dtype, device=table.device)]
+    # level-major (L, N, F): each level's outputs are one contiguous stream, not a 128-byte
+    # stride per point; hashgrid_encode transposes to (N, L * F) (a 2 ms copy at N = 65k)
+    return [memory.empty(meta.shape[0], x.shape[0], F, dtype=table.dtype, device=table.device)]
 
 
 BACKWARD_STRATEGY: str | None = None
@@ -249,9 +259,13 @@ def _backward(saved: Sequence[Any], grads: Sequence[torch.Tensor | None]) -> lis
     (grad_out,) = grads
     if grad_out is None:
         return [None] * 7
-    grad_table = torch.zeros_like(table)
     grad_x = torch.zeros_like(x) if need_x else torch.zeros(1, 1, dtype=x.dtype, device=x.device)
-    kernel = _hashgrid_bwd_by_level if _backward_strategy() == "by_level" else _hashgrid_bwd
+    if _backward_strategy() == "by_level":
+        kernel = _hashgrid_bwd_by_level
+        grad_table = memory.empty(*table.shape, dtype=table.dtype, device=table.device)  # zeroed per level in the kernel
+    else:
+        kernel = _hashgrid_bwd
+        grad_table = torch.zeros_like(table)
     kernel(x, table, meta, log2_t, grad_out.to(table.dtype).contiguous(), bool(need_x), D, F, grad_table, grad_x)
     return [grad_x if need_x else None, grad_table, None, None, None, None, None]
 
@@ -267,7 +281,8 @@ def hashgrid_encode(x: torch.Tensor, table: torch.Tensor, meta: torch.Tensor, lo
     """
     runtime.ensure_init()
     need_x = int(x.requires_grad and torch.is_grad_enabled())
-    return _OP(x, table, meta, log2_t, need_x, x.shape[1], n_features)
+    by_level = _OP(x, table, meta, log2_t, need_x, x.shape[1], n_features)  # (L, N, F)
+    return by_level.permute(1, 0, 2).reshape(x.shape[0], meta.shape[0] * n_features)
 
 
 # ----------------------------------------------------------------------------- module
@@ -330,7 +345,7 @@ class HashGridEncoding(nn.Module):
         T = 1 << log2_table_size
         self.resolutions = level_resolutions(n_levels, base_resolution, max_resolution)
         self.register_buffer("meta", level_meta(self.resolutions, n_input_dims, log2_table_size), persistent=False)
-        self.table = nn.Parameter(torch.empty(n_levels * T * n_features).uniform_(-1e-4, 1e-4))
+        self.table = nn.Parameter(memory.empty(n_levels * T * n_features).uniform_(-1e-4, 1e-4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Encode ``x`` (N, d) -> (N, L * F), in the table's dtype."""
