@@ -58,20 +58,38 @@ __all__ = ["HashGridEncoding", "PRIMES", "level_resolutions", "level_meta", "has
 
 
 @ti.func
-def _index(c0: ti.i32, c1: ti.i32, c2: ti.i32, r1: ti.i32, dense: ti.i32, mask: ti.u32, D: ti.template()) -> ti.i32:
-    """Table entry of grid vertex (c0, c1, c2): dense (row-major, r1 = N_l + 1 per side) or hashed."""
-    idx = 0
+def _cell(x: ti.template(), i: ti.i32, res: ti.i32, dense: ti.i32, D: ti.template()):
+    """Point ``i`` at a level of resolution ``res``: its fractional position in its cell
+    and, per axis k, the index terms of the cell's lower and upper vertex, ``c_k * m_k``
+    with m = (1, N_l + 1, (N_l + 1)**2) (dense) or the hash primes (1, 2654435761,
+    805459861). Computing the 2 * D terms once serves all 2**D corners."""
+    scale = float(res)
+    r1 = ti.cast(res + 1, ti.u32)
+    mult = ti.Vector([ti.u32(1), ti.u32(2654435761), ti.u32(805459861)])
     if dense != 0:
-        if ti.static(D == 3):
-            idx = c0 + r1 * (c1 + r1 * c2)
-        else:
-            idx = c0 + r1 * c1
-    else:
-        h = ti.cast(c0, ti.u32) ^ (ti.cast(c1, ti.u32) * ti.u32(2654435761))
-        if ti.static(D == 3):
-            h = h ^ (ti.cast(c2, ti.u32) * ti.u32(805459861))
-        idx = ti.cast(h & mask, ti.i32)
-    return idx
+        mult = ti.Vector([ti.u32(1), r1, r1 * r1])
+    lo = ti.Vector([ti.u32(0), ti.u32(0), ti.u32(0)])
+    hi = ti.Vector([ti.u32(0), ti.u32(0), ti.u32(0)])
+    frac = ti.Vector([0.0, 0.0, 0.0])
+    for k in ti.static(range(D)):
+        p = ti.min(ti.max(x[i, k], 0.0), 1.0) * scale
+        c = ti.min(ti.cast(ti.floor(p), ti.i32), res - 1)
+        frac[k] = p - c
+        lo[k] = ti.cast(c, ti.u32) * mult[k]
+        hi[k] = ti.cast(c + 1, ti.u32) * mult[k]
+    return lo, hi, frac
+
+
+@ti.func
+def _corner_index(lo: ti.template(), hi: ti.template(), dense: ti.i32, mask: ti.u32, corner: ti.template(),
+                  D: ti.template()) -> ti.i32:
+    """Table row (within the level) of corner ``corner`` (bit k set: the upper vertex along
+    axis k): the sum (dense, row-major) or xor (Eq. 4 hash, then mod T) of the axis terms."""
+    h = hi[0] if ti.static(corner & 1) else lo[0]
+    for k in ti.static(range(1, D)):
+        t = hi[k] if ti.static(corner & (1 << k)) else lo[k]
+        h = h + t if dense != 0 else h ^ t
+    return ti.cast(h & mask, ti.i32)
 
 
 @ti.func
@@ -84,19 +102,6 @@ def _corner_weight(frac: ti.template(), corner: ti.template(), D: ti.template())
         else:
             w *= 1.0 - frac[k]
     return w
-
-
-@ti.func
-def _corner_index(cell: ti.template(), corner: ti.template(), res: ti.i32, dense: ti.i32, mask: ti.u32,
-                  D: ti.template()) -> ti.i32:
-    """Table row (within the level) of corner ``corner`` of ``cell``: dense or hashed, see :func:`_index`."""
-    cc = ti.Vector([0, 0, 0])
-    for k in ti.static(range(D)):
-        if ti.static(corner & (1 << k)):
-            cc[k] = cell[k] + 1
-        else:
-            cc[k] = cell[k]
-    return _index(cc[0], cc[1], cc[2], res + 1, dense, mask, D)
 
 
 @ti.kernel
@@ -116,21 +121,13 @@ def _hashgrid_fwd(
     mask = ti.cast(T - 1, ti.u32)
     # level-major: one level's (small, dense) table stays in cache while points stream past
     for l, i in ti.ndrange(n_levels, n_points):
-        res = meta[l, 0]
         dense = meta[l, 1]
-        scale = float(res)
         base = l * T
-        cell = ti.Vector([0, 0, 0])
-        frac = ti.Vector([0.0, 0.0, 0.0])
-        for k in ti.static(range(D)):
-            p = ti.min(ti.max(x[i, k], 0.0), 1.0) * scale
-            c = ti.min(ti.cast(ti.floor(p), ti.i32), res - 1)
-            cell[k] = c
-            frac[k] = p - c
+        lo, hi, frac = _cell(x, i, meta[l, 0], dense, D)
         acc = ti.Vector([0.0] * F)
         for corner in ti.static(range(1 << D)):
             w = _corner_weight(frac, corner, D)
-            e = (base + _corner_index(cell, corner, res, dense, mask, D)) * F
+            e = (base + _corner_index(lo, hi, dense, mask, corner, D)) * F
             for f in ti.static(range(F)):
                 acc[f] += w * table[e + f]
         for f in ti.static(range(F)):
@@ -142,28 +139,16 @@ def _bwd_point(x: ti.template(), table: ti.template(), meta: ti.template(), grad
                grad_table: ti.template(), grad_x: ti.template(), l: ti.i32, i: ti.i32, T: ti.i32, mask: ti.u32,
                need_x: ti.template(), D: ti.template(), F: ti.template(), atomic: ti.template()):
     """Backward of point i at level l: table adjoints (atomic or plain adds) and, if need_x, x adjoints."""
-    res = meta[l, 0]
     dense = meta[l, 1]
-    scale = float(res)
     base = l * T
-    cell = ti.Vector([0, 0, 0])
-    frac = ti.Vector([0.0, 0.0, 0.0])
-    inside = ti.Vector([1.0, 1.0, 1.0])
-    for k in ti.static(range(D)):
-        xk = x[i, k]
-        if xk < 0.0 or xk > 1.0:
-            inside[k] = 0.0
-        p = ti.min(ti.max(xk, 0.0), 1.0) * scale
-        c = ti.min(ti.cast(ti.floor(p), ti.i32), res - 1)
-        cell[k] = c
-        frac[k] = p - c
+    lo, hi, frac = _cell(x, i, meta[l, 0], dense, D)
     g = ti.Vector([0.0] * F)
     for f in ti.static(range(F)):
         g[f] = grad_out[l, i, f]
     gpos = ti.Vector([0.0, 0.0, 0.0])
     for corner in ti.static(range(1 << D)):
         w = _corner_weight(frac, corner, D)
-        e = (base + _corner_index(cell, corner, res, dense, mask, D)) * F
+        e = (base + _corner_index(lo, hi, dense, mask, corner, D)) * F
         for f in ti.static(range(F)):
             if ti.static(atomic):
                 ti.atomic_add(grad_table[e + f], w * g[f])
@@ -186,8 +171,11 @@ def _bwd_point(x: ti.template(), table: ti.template(), meta: ti.template(), grad
                 else:
                     gpos[k] -= gv * dw
     if ti.static(need_x):
+        scale = float(meta[l, 0])
         for k in ti.static(range(D)):
-            ti.atomic_add(grad_x[i, k], gpos[k] * scale * inside[k])
+            xk = x[i, k]
+            if 0.0 <= xk and xk <= 1.0:  # clamped coordinates have no gradient
+                ti.atomic_add(grad_x[i, k], gpos[k] * scale)
 
 
 @ti.kernel
