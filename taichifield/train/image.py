@@ -28,7 +28,7 @@ from ..atomic import atomic_path
 from ..errors import InputError
 from ..fields.image import ENCODINGS, ImageField, ImageFieldConfig
 from .checkpoint import save_checkpoint
-from .loop import NonFiniteGuard, psnr, run_loop
+from .loop import NonFiniteGuard, adam, psnr, run_loop
 
 __all__ = ["ImageTrainConfig", "ImageResult", "load_image", "pixel_coords", "train_image"]
 
@@ -145,7 +145,7 @@ def train_image(
     torch.manual_seed(config.seed)
     model = ImageField(field_cfg).to(device)
     lr = config.lr if config.lr is not None else DEFAULT_LR[field_cfg.encoding]
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99), eps=1e-15)
+    optimizer = adam(model.parameters(), lr=lr, betas=(0.9, 0.99), eps=1e-15)
     guard = NonFiniteGuard(optimizer)
     gen = torch.Generator(device=device).manual_seed(config.seed)
     full_batch = n_pixels <= config.batch_size

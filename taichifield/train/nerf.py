@@ -35,7 +35,7 @@ from ..atomic import atomic_path
 from ..errors import InputError
 from ..fields.nerf import NerfConfig, NerfField
 from .checkpoint import load_checkpoint, save_checkpoint
-from .loop import NonFiniteGuard, psnr, rng_state, run_loop, set_rng_state
+from .loop import NonFiniteGuard, adam, psnr, rng_state, run_loop, set_rng_state
 from .nerf_render import make_grid, render_train_rays, render_view
 
 __all__ = ["NerfTrainConfig", "NerfTrainResult", "run_train_nerf", "default_run_dir"]
@@ -185,7 +185,7 @@ def run_train_nerf(
         {"params": field.encoding_parameters(), "weight_decay": 0.0},
         {"params": [p for p in field.parameters() if id(p) in decay_ids], "weight_decay": config.weight_decay},
     ]
-    optimizer = torch.optim.Adam(groups, lr=config.lr, betas=config.betas, eps=config.eps)
+    optimizer = adam(groups, lr=config.lr, betas=config.betas, eps=config.eps)
     guard = NonFiniteGuard(optimizer)
     target = config.target_samples or (1 << 18 if dev.type == "cuda" else 1 << 16)
     state: dict[str, Any] = {"n_rays": config.init_rays, "psnr_ema": 0.0, "base_lr": config.lr}
