@@ -39,8 +39,8 @@ def _debug() -> bool:
     return "PYTEST_CURRENT_TEST" in os.environ
 
 
-# atomic_path writes ".{stem}.XXXXXXXX.tmp{suffix}" next to the target: report the target
-_TMP_NAME = re.compile(r"(^|/)\.([^/]+)\.[A-Za-z0-9_]{8}\.tmp((?:\.[^/.]*)?)$")
+# atomic_path writes ".{stem}.{pid}.XXXXXXXX.tmp{suffix}" next to the target: report the target
+_TMP_NAME = re.compile(r"(^|/)\.([^/]+)\.[0-9]+\.[A-Za-z0-9_]{8}\.tmp((?:\.[^/.]*)?)$")
 
 
 def _os_error_message(exc: OSError) -> str:

@@ -2,11 +2,14 @@
 
 A crash, Ctrl-C or SIGKILL mid-write leaves either the old file or nothing,
 never a half-written one (``os.replace`` is atomic on POSIX within a filesystem).
+A SIGKILL does leave the hidden temporary (``.NAME.PID.XXXX.tmp.SUFFIX``) behind; the
+next write of the same file removes those whose writing process no longer exists.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -29,8 +32,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_orphans(final)
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent
+        prefix=f".{final.stem}.{os.getpid()}.", suffix=f".tmp{final.suffix}", dir=final.parent
     )
     os.close(fd)
     tmp = Path(tmp_name)
@@ -47,3 +51,18 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def _sweep_orphans(final: Path) -> None:
+    """Remove temporaries of ``final`` left by writers that were killed (their PID is gone)."""
+    for stale in final.parent.glob(f".{glob.escape(final.stem)}.*.tmp{glob.escape(final.suffix)}"):
+        pid_part = stale.name[len(final.stem) + 2:].split(".", 1)[0]
+        if not pid_part.isdigit() or int(pid_part) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_part), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                stale.unlink()
+        except (PermissionError, OverflowError, OSError):
+            continue  # alive (someone else's) or not a real PID: leave it

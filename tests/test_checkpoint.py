@@ -128,3 +128,31 @@ def test_atomic_output_has_normal_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_atomic_output_sweeps_temporaries_of_killed_writers(tmp_path):
+    import subprocess
+    import sys
+
+    from taichifield.atomic import atomic_path
+
+    # a writer that dies by SIGKILL inside atomic_path leaves its temporary behind
+    code = (
+        "import os, signal, sys\n"
+        "from taichifield.atomic import atomic_path\n"
+        "with atomic_path(sys.argv[1]) as tmp:\n"
+        "    tmp.write_text('half')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "mesh.ply")])
+    assert proc.returncode == -9
+    leftovers = [p.name for p in tmp_path.iterdir()]
+    assert len(leftovers) == 1 and leftovers[0].startswith(".mesh.") and leftovers[0].endswith(".tmp.ply")
+    # a temporary of a live writer (this process) and another file's temporary stay
+    (tmp_path / f".mesh.{os.getpid()}.abc.tmp.ply").write_text("in progress")
+    (tmp_path / ".other.1.abc.tmp.ply").write_text("not ours")
+    with atomic_path(tmp_path / "mesh.ply") as tmp:
+        tmp.write_text("whole")
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted([".other.1.abc.tmp.ply", f".mesh.{os.getpid()}.abc.tmp.ply", "mesh.ply"])
+    assert (tmp_path / "mesh.ply").read_text() == "whole"
