@@ -84,7 +84,7 @@ def train_nerf_command(
         finally:
             scene_bar.close()
     label = Path(scene).name if scene else Path(resume).name  # type: ignore[arg-type]
-    history = History(every=max(1, min(10, steps // 20)))  # short runs still get curves
+    history = History.for_steps(steps)
     with Progress(f"nerf [{label}]", total=steps, quiet=quiet, unit="step") as bar:
 
         def on_step(step: int, stats: dict[str, Any]) -> None:

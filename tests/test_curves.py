@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import imageio.v3 as iio
 import numpy as np
+import pytest
 
 from taichifield.train.curves import History, write_curves, write_run_curves
 
@@ -63,3 +64,12 @@ def test_train_image_cli_writes_curves(tmp_path):
     assert res.exit_code == 0, res.output
     img = iio.imread(tmp_path / "run" / "curves.png")
     assert img.shape[0] > 100
+
+
+@pytest.mark.parametrize("steps, every", [(1, 1), (60, 3), (200, 10), (5000, 10)])
+def test_history_for_steps_keeps_short_runs_visible(steps, every):
+    h = History.for_steps(steps)
+    assert h.every == every
+    for s in range(1, steps + 1):
+        h.record(s, {"loss": 1.0 / s})
+    assert len(h.rows) == steps // every

@@ -28,6 +28,11 @@ class History:
     seconds_offset: float = 0.0
     _t0: float = field(default_factory=time.monotonic)
 
+    @classmethod
+    def for_steps(cls, steps: int) -> "History":
+        """A history recording every 10th step, or ~20 points for runs under 200 steps."""
+        return cls(every=max(1, min(10, steps // 20)))
+
     def record(self, step: int, stats: dict[str, float], force: bool = False) -> None:
         if not stats or (not force and step % self.every):
             return
