@@ -35,7 +35,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "meshes" / "bunny.off"
-ALL_RUNS = ["relu:igr", "relu:deepsdf", "relu:occupancy", "siren:siren", "siren:igr", "hashgrid:igr"]
+ALL_RUNS = ["hashgrid:igr", "relu:igr", "relu:deepsdf", "relu:occupancy", "siren:siren", "siren:igr"]
 
 
 def main() -> int:
@@ -44,7 +44,7 @@ def main() -> int:
     ap.add_argument("--points", type=int, default=100_000)
     ap.add_argument("--time-budget", type=float, default=300.0, help="seconds of training per model")
     ap.add_argument("--res", type=int, default=256)
-    ap.add_argument("--runs", default="relu:igr", help="comma-separated model:loss pairs")
+    ap.add_argument("--runs", default="hashgrid:igr", help="comma-separated model:loss pairs (default: the default model)")
     ap.add_argument("--all", action="store_true", help="every model/loss pair: " + ",".join(ALL_RUNS))
     ap.add_argument("--quick", action="store_true", help="30 s budget, 20k points, res 128")
     ap.add_argument("--depth", type=int, default=9, help="Poisson octree depth")

@@ -12,7 +12,7 @@ import torch
 
 from taichifield.errors import CheckpointError, InputError
 from taichifield.train.checkpoint import load_checkpoint
-from taichifield.train.sdf import SDFTrainConfig, load_sdf, train_sdf
+from taichifield.train.sdf import MODEL_DEFAULTS, SDFTrainConfig, load_sdf, train_sdf
 
 CENTER = np.array([1.0, -2.0, 0.5])
 RADIUS = 3.0
@@ -38,7 +38,8 @@ def test_default_model_recovers_a_sphere(sphere_file: Path, tmp_path: Path) -> N
     on = torch.as_tensor(CENTER, dtype=torch.float32) + RADIUS * d
     # values in input units: |u| on the surface well under 2% of the radius
     assert sdf(on).abs().mean() < 0.02 * RADIUS
-    assert float(sdf(torch.as_tensor(CENTER, dtype=torch.float32)[None])) < -0.5 * RADIUS
+    # clearly inside at the centre (a hash grid after 250 steps is a distance only near the surface)
+    assert float(sdf(torch.as_tensor(CENTER, dtype=torch.float32)[None])) < -0.25 * RADIUS
     assert bool((sdf(on + 0.3 * RADIUS * d) > 0).all())
     verts, faces = extract_mesh(sdf, 48, sdf.bbox(1.0))
     r = np.linalg.norm(np.asarray(verts) - CENTER, axis=1)
@@ -79,6 +80,11 @@ def test_every_model_and_loss_trains(sphere_file: Path, tmp_path: Path, model: s
     assert result.step == 2 and np.isfinite(result.last_stats["loss"])
     sdf = load_sdf(tmp_path / "run")
     assert sdf.config["model"] == model and sdf(torch.zeros(4, 3)).shape == (4,)
+    # per-model defaults are resolved into the checkpoint; the caller's config is untouched
+    assert cfg.lr is None and cfg.far_weight is None
+    for name, value in MODEL_DEFAULTS[model].items():
+        assert sdf.config[name] == value
+    assert ("far" in result.last_stats) == (loss == "igr" and MODEL_DEFAULTS[model]["far_weight"] > 0)
     assert sdf.gradient(torch.zeros(4, 3)).shape == (4, 3)
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -34,14 +34,24 @@ from ..errors import CheckpointError, InputError
 from ..fields.sdf import SDFField, build_sdf_field
 from . import losses as L
 from .checkpoint import load_checkpoint, save_checkpoint
-from .loop import LoopResult, NonFiniteGuard, rng_state, run_loop, set_rng_state
+from .loop import LoopResult, NonFiniteGuard, adam, rng_state, run_loop, set_rng_state
 
-__all__ = ["SDFTrainConfig", "SDFModel", "train_sdf", "load_sdf", "DEFAULT_LR"]
+__all__ = ["SDFTrainConfig", "SDFModel", "train_sdf", "load_sdf", "MODEL_DEFAULTS", "DEFAULT_LR", "field_device"]
 
 log = logging.getLogger(__name__)
 
+#: per-model values of the ``SDFTrainConfig`` fields left at None (measured on the bunny,
+#: bench/sdf_quality.py). The hash grid needs the far-field term and more uniform samples:
+#: without them it grows spurious shells away from the data (Chamfer 0.03 instead of 0.0011).
+MODEL_DEFAULTS: dict[str, dict[str, float]] = {
+    "relu": {"lr": 3e-3, "uniform_fraction": 0.125, "far_weight": 0.0},
+    "siren": {"lr": 1e-4, "uniform_fraction": 0.125, "far_weight": 0.0},
+    "hashgrid": {"lr": 1e-2, "uniform_fraction": 0.5, "far_weight": 1.0},
+}
+#: uniform samples with precomputed targets for the far-field term (~3 s once on 2 cores)
+FAR_POOL = 1 << 18
 #: learning rate per model when ``SDFTrainConfig.lr`` is None
-DEFAULT_LR = {"relu": 3e-3, "siren": 1e-4, "hashgrid": 1e-2}
+DEFAULT_LR = {m: d["lr"] for m, d in MODEL_DEFAULTS.items()}
 
 
 @dataclass
@@ -50,8 +60,9 @@ class SDFTrainConfig:
 
     loss: str = "igr"
     """igr | siren | deepsdf | occupancy."""
-    model: str = "relu"
-    """relu (geometric-init MLP) | siren | hashgrid."""
+    model: str = "hashgrid"
+    """hashgrid (hash grid + small MLP: the best Chamfer in 300 CPU seconds) | relu
+    (geometric-init MLP) | siren."""
     steps: int = 5000
     """Optimisation steps."""
     time_budget: float | None = None
@@ -59,16 +70,21 @@ class SDFTrainConfig:
     batch_size: int = 512
     """Surface points per step (plus as many near-surface and 1/8 uniform samples)."""
     lr: float | None = None
-    """Adam learning rate (None: the model's default, DEFAULT_LR)."""
+    """Adam learning rate (None: the model's default, MODEL_DEFAULTS)."""
     lr_final_ratio: float = 0.01
     """Learning rate at the end of the run, relative to ``lr`` (0.01 beat 0.1 and 0.001 on the
     bunny: Chamfer-L1 0.00119 vs 0.00136 at 300 s, bench/sdf_quality.py)."""
-    uniform_fraction: float = 0.125
-    """Uniform samples in the cube per surface sample (IGR uses 1/8)."""
+    uniform_fraction: float | None = None
+    """Uniform samples in the cube per surface sample (None: the model's default; IGR uses 1/8)."""
     surface_weight: float = 1.0
     """igr: weight of the on-surface ``|u|`` term (IGR: 1)."""
     eikonal_weight: float = 0.1
     """igr: weight lambda of the eikonal term (IGR: 0.1)."""
+    far_weight: float | None = None
+    """igr: weight of an L1 term pulling the field at the uniform samples to their signed
+    distance to the input points (:func:`~taichifield.train.losses.signed_distance_targets`;
+    None: the model's default). The eikonal term alone leaves the far field's sign free,
+    which a hash grid (unlike a smooth MLP) uses to grow spurious shells."""
     sigma_k: int = 50
     """Near-surface Gaussian std = distance to this nearest neighbour (IGR's local sigma)."""
     n_samples: int = 100_000
@@ -106,13 +122,29 @@ class SDFModel:
         cube = np.array([[-margin] * 3, [margin] * 3])
         return self.normalization.to_input(cube)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the field's weights live (CUDA for a hash grid under arch cuda)."""
+        return next(self.field.parameters()).device
+
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.field(self.to_unit(x.float())) * self.scale
+        return (self.field(self.to_unit(x.float()).to(self.device)) * self.scale).to(x.device)
 
     def gradient(self, x: torch.Tensor) -> torch.Tensor:
-        _, g = self.field.value_and_gradient(self.to_unit(x.float()), create_graph=False)
-        return g.detach()
+        _, g = self.field.value_and_gradient(self.to_unit(x.float()).to(self.device), create_graph=False)
+        return g.detach().to(x.device)
+
+
+def field_device(model: str) -> torch.device:
+    """Device for a field: the Taichi kernels' device when the model runs Taichi kernels
+    (the hash grid; starts Taichi with arch auto if nothing started it), else the current
+    runtime's device, else the CPU."""
+    from .. import runtime
+
+    if model == "hashgrid":
+        runtime.ensure_init()
+    return runtime.device() if runtime.is_initialized() else torch.device("cpu")
 
 
 def _field_from_config(cfg: dict[str, Any]) -> SDFField:
@@ -132,6 +164,7 @@ def load_sdf(path: str | os.PathLike[str]) -> SDFModel:
     try:
         model = _field_from_config(cfg)
         model.load_state_dict(ckpt["state"])
+        model.to(field_device(model.name))
         norm = Normalization.from_dict(ckpt["meta"]["normalization"])
     except (KeyError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: SDF checkpoint does not match its config ({str(exc).splitlines()[0][:120]})") from None
@@ -155,6 +188,8 @@ class _Sampler:
         self.cfg = cfg
         self.pool: torch.Tensor | None = None
         self.pool_sdf: torch.Tensor | None = None
+        self.far_pool = torch.zeros(0, 3)
+        self.far_sdf = torch.zeros(0)
 
     def surface(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         idx = torch.randint(len(self.pts), (self.cfg.batch_size,), generator=gen)
@@ -169,6 +204,17 @@ class _Sampler:
         self.pool = torch.from_numpy(q)
         self.pool_sdf = torch.from_numpy(L.signed_distance_targets(q, self.pts.numpy(), self.nrm.numpy(), tree=self.tree))
 
+    def build_far_pool(self, n: int, gen: torch.Generator) -> None:
+        """Uniform samples in the cube with their signed distance targets, computed once:
+        a k-d tree query far from the data costs ~30 us per point, too slow per step."""
+        q = torch.rand((n, 3), generator=gen) * 2 - 1
+        self.far_pool = q
+        self.far_sdf = torch.from_numpy(L.signed_distance_targets(q.numpy(), self.pts.numpy(), self.nrm.numpy(), tree=self.tree))
+
+    def far(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.randint(len(self.far_pool), (n,), generator=gen)
+        return self.far_pool[idx], self.far_sdf[idx]
+
     def targets(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         assert self.pool is not None and self.pool_sdf is not None
         idx = torch.randint(len(self.pool), (self.cfg.batch_size * 2,), generator=gen)
@@ -178,27 +224,38 @@ class _Sampler:
 def _loss_fn(model: SDFField, sampler: _Sampler, cfg: SDFTrainConfig, gen: torch.Generator) -> Callable[[], tuple[torch.Tensor, dict[str, float]]]:
     n_uni = max(1, int(cfg.batch_size * cfg.uniform_fraction))
 
+    dev = next(model.parameters()).device  # samples are drawn on the CPU (one generator), then moved
+
     def igr() -> tuple[torch.Tensor, dict[str, float]]:
         x, n, s = sampler.surface(gen)
-        off = L.sample_off_surface(x, s, n_uni, gen)
-        u, g = model.value_and_gradient(torch.cat([x, off]))
+        if cfg.far_weight:  # uniform samples from the pool that has their targets
+            far, target = sampler.far(n_uni, gen)
+            off = torch.cat([L.sample_off_surface(x, s, 0, gen), far])
+        else:
+            off = L.sample_off_surface(x, s, n_uni, gen)
+        u, g = model.value_and_gradient(torch.cat([x, off]).to(dev))
         b = len(x)
-        return L.igr_loss(u[:b], g[:b], n, g[b:], lam=cfg.eikonal_weight, surface_weight=cfg.surface_weight)
+        loss, terms = L.igr_loss(u[:b], g[:b], n.to(dev), g[b:], lam=cfg.eikonal_weight, surface_weight=cfg.surface_weight)
+        if cfg.far_weight:
+            far_term = (u[-n_uni:] - target.to(dev)).abs().mean()
+            loss = loss + cfg.far_weight * far_term
+            terms["far"] = float(far_term.detach())
+        return loss, terms
 
     def siren() -> tuple[torch.Tensor, dict[str, float]]:
         x, n, _ = sampler.surface(gen)  # SIREN: off-surface samples uniform in the cube
         off = torch.rand((len(x), 3), generator=gen) * 2 - 1
-        u, g = model.value_and_gradient(torch.cat([x, off]))
+        u, g = model.value_and_gradient(torch.cat([x, off]).to(dev))
         b = len(x)
-        return L.siren_loss(u[:b], g[:b], n, u[b:], g[b:])
+        return L.siren_loss(u[:b], g[:b], n.to(dev), u[b:], g[b:])
 
     def deepsdf() -> tuple[torch.Tensor, dict[str, float]]:
         q, s = sampler.targets(gen)
-        return L.deepsdf_loss(model(q), s)
+        return L.deepsdf_loss(model(q.to(dev)), s.to(dev))
 
     def occupancy() -> tuple[torch.Tensor, dict[str, float]]:
         q, s = sampler.targets(gen)
-        return L.occupancy_loss(model(q), s < 0)
+        return L.occupancy_loss(model(q.to(dev)), s.to(dev) < 0)
 
     return {"igr": igr, "siren": siren, "deepsdf": deepsdf, "occupancy": occupancy}[cfg.loss]
 
@@ -206,8 +263,8 @@ def _loss_fn(model: SDFField, sampler: _Sampler, cfg: SDFTrainConfig, gen: torch
 def _check_config(cfg: SDFTrainConfig) -> None:
     if cfg.loss not in L.LOSSES:
         raise InputError(f"--loss {cfg.loss!r}: choose one of {', '.join(L.LOSSES)}")
-    if cfg.model not in DEFAULT_LR:
-        raise InputError(f"--model {cfg.model!r}: choose one of {', '.join(DEFAULT_LR)}")
+    if cfg.model not in MODEL_DEFAULTS:
+        raise InputError(f"--model {cfg.model!r}: choose one of {', '.join(MODEL_DEFAULTS)}")
     if cfg.steps < 1 or cfg.batch_size < 1:
         raise InputError("--steps and --batch-size must be positive")
 
@@ -249,14 +306,21 @@ def train_sdf(
         cfg.steps = (config or cfg).steps
         cfg.time_budget = (config or cfg).time_budget
     _check_config(cfg)
+    cfg = replace(cfg, model_options=dict(cfg.model_options))  # never mutate the caller's config
+    for name, value in MODEL_DEFAULTS[cfg.model].items():  # resolved here, so the checkpoint records them
+        if getattr(cfg, name) is None:
+            setattr(cfg, name, value)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     data = load_oriented_points(points, n_samples=cfg.n_samples, k_normals=cfg.k_normals, seed=cfg.seed)
     norm = Normalization.from_dict(ckpt["meta"]["normalization"]) if ckpt else Normalization.fit(data.points)
     sampler = _Sampler(data, norm, cfg)
-    model = build_sdf_field(cfg.model, **cfg.model_options)
-    lr0 = cfg.lr if cfg.lr is not None else DEFAULT_LR[cfg.model]
-    opt = torch.optim.Adam(model.parameters(), lr=lr0)
+    model = build_sdf_field(cfg.model, **cfg.model_options).to(field_device(cfg.model))
+    lr0 = cfg.lr
+    opt = adam(model.parameters(), lr=lr0)
+    if cfg.loss == "igr" and cfg.far_weight:
+        n_far = cfg.steps * max(1, int(cfg.batch_size * cfg.uniform_fraction))  # draws the run can make
+        sampler.build_far_pool(min(FAR_POOL, max(4096, n_far)), torch.Generator().manual_seed(cfg.seed + 2))
     if cfg.loss in ("deepsdf", "occupancy"):
         sampler.build_pool(max(200_000, 2 * len(sampler.pts)), torch.Generator().manual_seed(cfg.seed + 1))
     start, elapsed0 = 0, 0.0
