@@ -19,7 +19,9 @@ def test_small_buffers_are_plain_and_large_ones_advised():
     assert small.shape == (16,) and not memory.advise_hugepages(small)
     big = memory.empty(memory.MIN_BYTES // 4 + 1024)
     assert big.dtype == torch.float32 and big.numel() == memory.MIN_BYTES // 4 + 1024
-    assert memory.advise_hugepages(big) == _thp_available()
+    advised = memory.advise_hugepages(big)  # never raises
+    if _thp_available():
+        assert advised
 
 
 @pytest.mark.parametrize("n", [10, memory.MIN_BYTES // 8 + 7])
