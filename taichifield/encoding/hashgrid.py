@@ -253,7 +253,7 @@ def _backward(saved: Sequence[Any], grads: Sequence[torch.Tensor | None]) -> lis
         grad_table = memory.empty(*table.shape, dtype=table.dtype, device=table.device)  # zeroed per level in the kernel
     else:
         kernel = _hashgrid_bwd
-        grad_table = torch.zeros_like(table)
+        grad_table = memory.zeros_like(table)  # huge pages when on the CPU (vulkan, forced strategy)
     kernel(x, table, meta, log2_t, grad_out.to(table.dtype).contiguous(), bool(need_x), D, F, grad_table, grad_x)
     return [grad_x if need_x else None, grad_table, None, None, None, None, None]
 

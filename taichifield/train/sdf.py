@@ -36,7 +36,7 @@ from . import losses as L
 from .checkpoint import load_checkpoint, save_checkpoint
 from .loop import LoopResult, NonFiniteGuard, adam, rng_state, run_loop, set_rng_state
 
-__all__ = ["SDFTrainConfig", "SDFModel", "train_sdf", "load_sdf", "MODEL_DEFAULTS", "DEFAULT_LR", "field_device"]
+__all__ = ["SDFTrainConfig", "SDFModel", "train_sdf", "load_sdf", "MODEL_DEFAULTS", "field_device"]
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,6 @@ MODEL_DEFAULTS: dict[str, dict[str, float]] = {
 }
 #: uniform samples with precomputed targets for the far-field term (~3 s once on 2 cores)
 FAR_POOL = 1 << 18
-#: learning rate per model when ``SDFTrainConfig.lr`` is None
-DEFAULT_LR = {m: d["lr"] for m, d in MODEL_DEFAULTS.items()}
 
 
 @dataclass
@@ -202,28 +200,38 @@ class _Sampler:
         wide = L.sample_off_surface(self.pts[idx[: n // 4]], torch.tensor(0.05), n // 8, gen)
         q = torch.cat([near, wide]).numpy()
         self.pool = torch.from_numpy(q)
-        self.pool_sdf = torch.from_numpy(L.signed_distance_targets(q, self.pts.numpy(), self.nrm.numpy(), tree=self.tree))
+        self.pool_sdf = self._signed_distance(q)
 
     def build_far_pool(self, n: int, gen: torch.Generator) -> None:
         """Uniform samples in the cube with their signed distance targets, computed once:
         a k-d tree query far from the data costs ~30 us per point, too slow per step."""
-        q = torch.rand((n, 3), generator=gen) * 2 - 1
-        self.far_pool = q
-        self.far_sdf = torch.from_numpy(L.signed_distance_targets(q.numpy(), self.pts.numpy(), self.nrm.numpy(), tree=self.tree))
+        self.far_pool = torch.rand((n, 3), generator=gen) * 2 - 1
+        self.far_sdf = self._signed_distance(self.far_pool.numpy())
 
     def far(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.randint(len(self.far_pool), (n,), generator=gen)
-        return self.far_pool[idx], self.far_sdf[idx]
+        return _draw(self.far_pool, self.far_sdf, n, gen)
 
     def targets(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         assert self.pool is not None and self.pool_sdf is not None
-        idx = torch.randint(len(self.pool), (self.cfg.batch_size * 2,), generator=gen)
-        return self.pool[idx], self.pool_sdf[idx]
+        return _draw(self.pool, self.pool_sdf, self.cfg.batch_size * 2, gen)
+
+    def _signed_distance(self, q: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(L.signed_distance_targets(q, self.pts.numpy(), self.nrm.numpy(), tree=self.tree))
+
+
+def _draw(points: torch.Tensor, sdf: torch.Tensor, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` random (point, target) pairs of a precomputed pool."""
+    idx = torch.randint(len(points), (n,), generator=gen)
+    return points[idx], sdf[idx]
+
+
+def _n_uniform(cfg: SDFTrainConfig) -> int:
+    """Uniform samples per step (``uniform_fraction`` resolved)."""
+    return max(1, int(cfg.batch_size * cfg.uniform_fraction))  # type: ignore[operator]
 
 
 def _loss_fn(model: SDFField, sampler: _Sampler, cfg: SDFTrainConfig, gen: torch.Generator) -> Callable[[], tuple[torch.Tensor, dict[str, float]]]:
-    n_uni = max(1, int(cfg.batch_size * cfg.uniform_fraction))
-
+    n_uni = _n_uniform(cfg)
     dev = next(model.parameters()).device  # samples are drawn on the CPU (one generator), then moved
 
     def igr() -> tuple[torch.Tensor, dict[str, float]]:
@@ -316,10 +324,10 @@ def train_sdf(
     norm = Normalization.from_dict(ckpt["meta"]["normalization"]) if ckpt else Normalization.fit(data.points)
     sampler = _Sampler(data, norm, cfg)
     model = build_sdf_field(cfg.model, **cfg.model_options).to(field_device(cfg.model))
-    lr0 = cfg.lr
+    lr0 = float(cfg.lr)  # type: ignore[arg-type]  # resolved above
     opt = adam(model.parameters(), lr=lr0)
     if cfg.loss == "igr" and cfg.far_weight:
-        n_far = cfg.steps * max(1, int(cfg.batch_size * cfg.uniform_fraction))  # draws the run can make
+        n_far = cfg.steps * _n_uniform(cfg)  # draws the run can make
         sampler.build_far_pool(min(FAR_POOL, max(4096, n_far)), torch.Generator().manual_seed(cfg.seed + 2))
     if cfg.loss in ("deepsdf", "occupancy"):
         sampler.build_pool(max(200_000, 2 * len(sampler.pts)), torch.Generator().manual_seed(cfg.seed + 1))
