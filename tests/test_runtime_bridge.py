@@ -2,6 +2,7 @@
 
 # no `from __future__ import annotations`: Taichi reads kernel annotations at runtime
 
+import json
 import subprocess
 import sys
 
@@ -91,10 +92,28 @@ def test_cuda_unavailable_is_a_clear_error():
 
 
 def test_import_is_light():
+    """`import taichifield` starts no Taichi runtime and imports neither taichi, torch nor open3d.
+
+    Runs in a fresh interpreter so that this test process's own imports cannot hide a leak.
+    """
     code = (
-        "import sys, taichifield; "
-        "assert 'taichi' not in sys.modules, 'taichi imported'; "
-        "assert 'open3d' not in sys.modules, 'open3d imported'; "
-        "assert taichifield.runtime.current_arch() is None if 'taichifield.runtime' in sys.modules else True"
+        "import json, sys\n"
+        "import taichifield\n"
+        "after_import = sorted(sys.modules)\n"
+        "arch = taichifield.current_arch()\n"  # resolves taichifield.runtime lazily
+        "after_query = sorted(sys.modules)\n"
+        "print(json.dumps({'after_import': after_import, 'arch': arch, 'after_query': after_query}))\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    res = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    state = json.loads(res.stdout.strip().splitlines()[-1])
+
+    def heavy(mods: list[str]) -> list[str]:
+        return [m for m in mods if m.split(".")[0] in ("taichi", "torch", "open3d")]
+
+    assert heavy(state["after_import"]) == []
+    # the runtime module is itself lazy: a bare import does not even load it
+    assert "taichifield.runtime" not in state["after_import"]
+    # asking for the arch loads the module but does not initialise (or import) Taichi
+    assert state["arch"] is None
+    assert "taichifield.runtime" in state["after_query"]
+    assert heavy(state["after_query"]) == []
