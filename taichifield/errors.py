@@ -13,6 +13,7 @@ __all__ = [
     "CheckpointError",
     "ArchError",
     "ResourceError",
+    "DeviceError",
 ]
 
 
@@ -34,3 +35,7 @@ class ArchError(TaichiFieldError):
 
 class ResourceError(TaichiFieldError):
     """A request would exceed memory or another resource; refused up front."""
+
+
+class DeviceError(TaichiFieldError, ValueError):
+    """Tensors on different devices, or on a device the running Taichi arch cannot use."""

@@ -21,9 +21,21 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ArchError
+from .errors import ArchError, DeviceError
 
-__all__ = ["ArchError", "ARCHES", "init", "ensure_init", "current_arch", "device", "is_initialized", "supports_autodiff"]
+__all__ = [
+    "ArchError",
+    "DeviceError",
+    "ARCHES",
+    "init",
+    "ensure_init",
+    "current_arch",
+    "device",
+    "same_device",
+    "check_device",
+    "is_initialized",
+    "supports_autodiff",
+]
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +149,64 @@ def supports_autodiff() -> bool:
 
 
 def device() -> "Any":
-    """The torch device whose tensors kernels take directly: ``cuda`` for the CUDA arch, else ``cpu``."""
+    """The torch device whose tensors the kernels take directly, with its index.
+
+    ``cuda:<current>`` for the CUDA arch (``torch.cuda.current_device()``), else ``cpu``
+    (Vulkan kernels take CPU tensors; Taichi copies them to the GPU and back).
+    Use it as the default for *new* allocations only: kernels follow their input tensors,
+    and devices are compared with :func:`same_device`, never by ``==`` on their names.
+    """
     import torch
 
-    return torch.device("cuda" if ensure_init() == "cuda" else "cpu")
+    if ensure_init() == "cuda":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _index(dev: "Any") -> int:
+    import torch
+
+    if dev.type == "cuda":
+        return torch.cuda.current_device() if dev.index is None else int(dev.index)
+    return 0  # one CPU device: "cpu" and "cpu:0" are the same
+
+
+def same_device(a: "Any", b: "Any") -> bool:
+    """True when ``a`` and ``b`` (devices, device strings or tensors) are the same device,
+    compared by type and index: ``cuda`` and ``cuda:0`` are the same while 0 is current,
+    ``cpu`` and ``cpu:0`` always are (``torch.device("cuda") != torch.device("cuda:0")``)."""
+    import torch
+
+    da = a.device if isinstance(a, torch.Tensor) else torch.device(a)
+    db = b.device if isinstance(b, torch.Tensor) else torch.device(b)
+    return da.type == db.type and _index(da) == _index(db)
+
+
+def check_device(*tensors: "Any", what: str = "kernel input") -> "Any":
+    """The one device rule: kernels run where their input tensors are.
+
+    Checks that every tensor (None entries are ignored) is on one device and that the
+    running arch's kernels take tensors there (:func:`device`: CUDA tensors under arch
+    cuda, CPU tensors under cpu and vulkan). Nothing is moved; results of the kernel are
+    allocated on the returned device.
+
+    Returns:
+        the tensors' ``torch.device``.
+
+    Raises:
+        DeviceError: tensors on different devices, or on a device the arch cannot use.
+    """
+    present = [t for t in tensors if t is not None]
+    if not present:
+        return device()
+    first = present[0].device
+    for t in present[1:]:
+        if not same_device(t.device, first):
+            raise DeviceError(f"{what}: tensors are on {first} and {t.device}; put them on one device")
+    want = device()
+    if not same_device(first, want):
+        raise DeviceError(
+            f"{what}: tensors are on {first}, but Taichi (arch {current_arch()}) runs kernels on "
+            f"{want} tensors; move them there (tensor.to({str(want)!r})) or start Taichi with that arch"
+        )
+    return first
