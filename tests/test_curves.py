@@ -66,10 +66,19 @@ def test_train_image_cli_writes_curves(tmp_path):
     assert img.shape[0] > 100
 
 
-@pytest.mark.parametrize("steps, every", [(1, 1), (60, 3), (200, 10), (5000, 10)])
-def test_history_for_steps_keeps_short_runs_visible(steps, every):
+@pytest.mark.parametrize("steps", [1, 7, 19, 20, 39, 60, 123, 199, 200, 777, 5000])
+def test_history_for_steps_keeps_short_runs_visible(steps):
+    """The documented rule: every 10th step, or about 20 evenly spaced points for runs under 200 steps."""
     h = History.for_steps(steps)
-    assert h.every == every
     for s in range(1, steps + 1):
         h.record(s, {"loss": 1.0 / s})
-    assert len(h.rows) == steps // every
+    recorded = [int(r["step"]) for r in h.rows]
+    gap = recorded[0]
+    assert recorded == list(range(gap, steps + 1, gap))  # evenly spaced from the first recorded step on
+    assert steps - recorded[-1] < gap  # the end of the run is on the curve
+    if steps < 20:
+        assert recorded == list(range(1, steps + 1))  # a very short run shows every step
+    elif steps < 200:
+        assert 20 <= len(recorded) < 40  # about 20 points, never a near-empty curve
+    else:
+        assert gap == 10  # long runs: every 10th step
