@@ -265,7 +265,8 @@ def hashgrid_encode(x: torch.Tensor, table: torch.Tensor, meta: torch.Tensor, lo
     """Functional Taichi hash grid: same arguments and result as :func:`hashgrid_reference`.
 
     Differentiable w.r.t. ``table`` always and w.r.t. ``x`` when ``x.requires_grad``.
-    Tensors must be on :func:`taichifield.runtime.device`.
+    The kernels run on the tensors' device (which must be the one the running arch takes,
+    :func:`taichifield.runtime.check_device`); the result is on that device.
     """
     runtime.ensure_init()
     need_x = int(x.requires_grad and torch.is_grad_enabled())
@@ -295,8 +296,9 @@ class HashGridEncoding(nn.Module):
         resolutions: the per-level ``N_l``.
 
     Note:
-        ``x`` outside ``[0,1]^d`` is clamped. Taichi kernels take tensors on
-        :func:`taichifield.runtime.device` (CPU for arch cpu, CUDA for arch cuda).
+        ``x`` outside ``[0,1]^d`` is clamped. ``x`` and the table must be on one device,
+        the one the running arch takes (CPU for cpu/vulkan, CUDA for cuda); move the module
+        with ``.to(device)``. The output is on that device.
 
     Example:
         >>> enc = HashGridEncoding(n_input_dims=3)
@@ -344,11 +346,7 @@ class HashGridEncoding(nn.Module):
             return hashgrid_reference(x, self.table, self.meta, self.log2_table_size, self.n_features)
         if x.shape[0] == 0:
             return x.new_zeros(0, self.output_dim) + 0.0 * self.table[:1].sum()
-        if x.device != self.table.device or self.table.device != runtime.device():
-            raise ValueError(
-                f"HashGridEncoding: x is on {x.device} and the table on {self.table.device}, but Taichi "
-                f"(arch {runtime.current_arch()}) takes tensors on {runtime.device()}: move both there"
-            )
+        runtime.check_device(x, self.table, what="HashGridEncoding")
         return hashgrid_encode(x, self.table, self.meta, self.log2_table_size, self.n_features)
 
     def extra_repr(self) -> str:

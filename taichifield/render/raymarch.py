@@ -32,6 +32,7 @@ from typing import Callable, Optional, Union
 
 import taichi as ti
 import torch
+from torch import nn
 
 from .. import runtime
 from ..errors import CheckpointError
@@ -85,25 +86,23 @@ def _splat_max(indices: ti.types.ndarray(), values: ti.types.ndarray(), tmp: ti.
 
 
 @ti.kernel
-def _ema(density: ti.types.ndarray(), tmp: ti.types.ndarray(), decay: ti.f32) -> ti.f32:
-    """density = max(density * decay, tmp) where tmp >= 0; returns the new sum of densities."""
-    total = 0.0
+def _ema(density: ti.types.ndarray(), tmp: ti.types.ndarray(), decay: ti.f32):
+    """density = max(density * decay, tmp) where tmp >= 0 (no return value: a kernel result
+    would be a host sync)."""
     for c in range(density.shape[0]):
         if tmp[c] >= 0.0:
             density[c] = ti.max(density[c] * decay, tmp[c])
-        total += density[c]
-    return total
 
 
 @ti.kernel
-def _pack(density: ti.types.ndarray(), thresh: ti.f32, bits: ti.types.ndarray()):
-    """bits = density > thresh, 32 cells per int32 word."""
+def _pack(density: ti.types.ndarray(), thresh: ti.types.ndarray(), bits: ti.types.ndarray()):
+    """bits = density > thresh[0], 32 cells per int32 word (the threshold stays on the device)."""
     for w in range(bits.shape[0]):
         word = 0
         for b in range(32):
             c = w * 32 + b
             if c < density.shape[0]:
-                if density[c] > thresh:
+                if density[c] > thresh[0]:
                     word |= ti.cast(1, ti.i32) << b
         bits[w] = word
 
@@ -199,8 +198,15 @@ def _per_ray(value: Bound, n: int, device: torch.device) -> torch.Tensor:
     return torch.full((n,), float(value), dtype=torch.float32, device=device)
 
 
-class OccupancyGrid:
+class OccupancyGrid(nn.Module):
     """A multi-level occupancy grid over a scene box, updated from a density callable.
+
+    An ``nn.Module`` whose state is buffers (nerfacc's ``OccGridEstimator``): ``.to(device)``
+    moves it, ``state_dict()`` saves it. Its kernels run on the buffers' device; rays given to
+    :meth:`sample` must be there too (:func:`taichifield.runtime.check_device`), and the
+    samples come back on it. Random numbers (cell choice, jitter, perturbation) are drawn on
+    that device, from ``generator`` when one is given (it must be a generator of that device).
+    Updates and sampling never copy the grid to the host.
 
     Args:
         aabb: (2, 3) scene box ``[min, max]`` (level 0).
@@ -209,30 +215,40 @@ class OccupancyGrid:
         density_threshold: optical thickness ``sigma * step`` above which a cell is occupied
             (capped by the grid's mean, as in Instant-NGP).
         ema_decay: decay of old estimates at each update.
+        device: where the buffers are allocated (default :func:`taichifield.runtime.device`).
 
-    Attributes:
+    Buffers:
         density: (n_levels * resolution^3,) float32 running density estimates (sigma).
         bits: (ceil(n_levels * resolution^3 / 32),) int32 occupancy bit field; all cells are
             occupied until the first update.
+        aabb: (2, 3) float32 level-0 box.
+        config: (2,) int64 ``[resolution, n_levels]``; params: (2,) float64
+            ``[density_threshold, ema_decay]`` (so a checkpoint describes its grid).
+
+    Attributes:
         step_size: default marching step, ``|aabb diagonal| / 1024``.
     """
 
     def __init__(self, aabb: torch.Tensor, resolution: int = 128, n_levels: int = 1,
-                 density_threshold: float = 0.01, ema_decay: float = 0.95) -> None:
+                 density_threshold: float = 0.01, ema_decay: float = 0.95,
+                 device: Optional[torch.device] = None) -> None:
+        super().__init__()
         if resolution < 1 or n_levels < 1:
             raise ValueError("resolution and n_levels must be >= 1")
-        self.device = runtime.device()
-        aabb = torch.as_tensor(aabb, dtype=torch.float32).reshape(2, 3).cpu()
+        aabb = torch.as_tensor(aabb, dtype=torch.float32).detach().reshape(2, 3)
         if not torch.all(aabb[1] > aabb[0]):
             raise ValueError(f"aabb max must exceed min, got {aabb.tolist()}")
-        self.aabb = aabb
+        dev = runtime.device() if device is None else torch.device(device)
         self.resolution, self.n_levels = int(resolution), int(n_levels)
         self.density_threshold, self.ema_decay = float(density_threshold), float(ema_decay)
-        self.step_size = float((aabb[1] - aabb[0]).norm()) / 1024.0
         self.n_cells = self.n_levels * self.resolution ** 3
-        self.density = torch.zeros(self.n_cells, dtype=torch.float32, device=self.device)
-        self.bits = torch.full(((self.n_cells + 31) // 32,), -1, dtype=torch.int32, device=self.device)
-        self._box = torch.cat([(aabb[0] + aabb[1]) / 2, (aabb[1] - aabb[0]) / 2]).to(self.device)
+        self.step_size = float((aabb[1] - aabb[0]).norm()) / 1024.0
+        self.register_buffer("density", torch.zeros(self.n_cells, dtype=torch.float32, device=dev))
+        self.register_buffer("bits", torch.full(((self.n_cells + 31) // 32,), -1, dtype=torch.int32, device=dev))
+        self.register_buffer("aabb", aabb.to(dev))
+        self.register_buffer("config", torch.tensor([self.resolution, self.n_levels], dtype=torch.int64, device=dev))
+        self.register_buffer("params", torch.tensor([self.density_threshold, self.ema_decay], dtype=torch.float64, device=dev))
+        self.register_buffer("_box", torch.cat([(aabb[0] + aabb[1]) / 2, (aabb[1] - aabb[0]) / 2]).to(dev), persistent=False)
 
     @classmethod
     def covering(cls, aabb: torch.Tensor, n_levels: int = 1, **kwargs: float) -> "OccupancyGrid":
@@ -244,11 +260,21 @@ class OccupancyGrid:
         centre, half = (aabb[0] + aabb[1]) / 2, (aabb[1] - aabb[0]) / 2 / 2.0 ** (n_levels - 1)
         return cls(torch.stack([centre - half, centre + half]), n_levels=n_levels, **kwargs)  # type: ignore[arg-type]
 
+    @property
+    def device(self) -> torch.device:
+        """The device of the grid's buffers (where its kernels run)."""
+        return self.density.device
+
     # ------------------------------------------------------------------ update
+    def threshold_tensor(self) -> torch.Tensor:
+        """() float32 tensor on the grid's device: the density above which a cell counts as
+        occupied now, ``min(density_threshold, mean thickness) / step`` (no host sync)."""
+        mean_thickness = self.density.double().mean() * self.step_size
+        return (torch.clamp(mean_thickness, max=self.density_threshold) / self.step_size).float()
+
     def threshold(self) -> float:
-        """The density above which a cell counts as occupied now."""
-        mean_thickness = float(self.density.mean()) * self.step_size
-        return min(self.density_threshold, mean_thickness) / self.step_size
+        """:meth:`threshold_tensor` as a Python float (syncs)."""
+        return float(self.threshold_tensor())
 
     @torch.no_grad()
     def update(self, step: int, density_fn: Callable[[torch.Tensor], torch.Tensor],
@@ -258,35 +284,37 @@ class OccupancyGrid:
 
         Args:
             step: the training step.
-            density_fn: ``(M, 3) world points -> (M,) sigma`` (called without grad, in chunks).
+            density_fn: ``(M, 3) world points on the grid's device -> (M,) sigma`` (called
+                without grad, in chunks).
             update_every: update period in steps.
             warmup_steps: before this step all cells are evaluated; afterwards a quarter
-                chosen uniformly plus a quarter drawn from occupied cells.
+                chosen uniformly plus a quarter drawn from occupied cells (with replacement;
+                from all cells while none is occupied).
             chunk: points per ``density_fn`` call.
-            generator: torch generator for the choice of cells and jitter.
+            generator: torch generator on the grid's device for the choice of cells and jitter.
         """
         if step % update_every != 0:
             return False
         runtime.ensure_init()
-        n = self.n_cells
+        n, dev = self.n_cells, self.device
         if step < warmup_steps:
-            idx = torch.arange(n, dtype=torch.int32)
+            idx = torch.arange(n, dtype=torch.int32, device=dev)
         else:
-            parts = [torch.randint(n, (n // 4,), generator=generator, dtype=torch.int32)]
-            occupied = torch.nonzero(self.density.cpu() > self.threshold()).reshape(-1).to(torch.int32)
-            if occupied.numel() > 0:
-                parts.append(occupied[torch.randint(occupied.numel(), (n // 4,), generator=generator)])
-            idx = torch.cat(parts)
-        idx = idx.to(self.device)
-        jitter = torch.rand((idx.numel(), 3), generator=generator).to(self.device)
-        pts = torch.empty((idx.numel(), 3), dtype=torch.float32, device=self.device)
+            uniform = torch.randint(n, (n // 4,), generator=generator, dtype=torch.int32, device=dev)
+            # occupied cells drawn without knowing their number on the host: the k-th occupied
+            # cell is where the running count of occupied cells first exceeds k
+            occupied = torch.cumsum((self.density > self.threshold_tensor()).to(torch.int64), 0)
+            k = (torch.rand((n // 4,), generator=generator, dtype=torch.float64, device=dev) * occupied[-1]).long()
+            pick = torch.searchsorted(occupied, k, right=True)
+            idx = torch.cat([uniform, pick.clamp_(max=n - 1).to(torch.int32)])
+        jitter = torch.rand((idx.numel(), 3), generator=generator, device=dev)
+        pts = torch.empty((idx.numel(), 3), dtype=torch.float32, device=dev)
         _cell_points(idx, jitter, self._box, self.resolution, pts)
         sig = torch.cat([density_fn(pts[i:i + chunk]).reshape(-1).float() for i in range(0, pts.shape[0], chunk)])
-        tmp = torch.empty((n,), dtype=torch.float32, device=self.device)
-        _splat_max(idx, sig.to(self.device).contiguous(), tmp)
-        mean_thickness = _ema(self.density, tmp, self.ema_decay) / n * self.step_size
-        thresh = min(self.density_threshold, mean_thickness) / self.step_size
-        _pack(self.density, thresh, self.bits)
+        tmp = torch.empty((n,), dtype=torch.float32, device=dev)
+        _splat_max(idx, sig.contiguous(), tmp)
+        _ema(self.density, tmp, self.ema_decay)
+        _pack(self.density, self.threshold_tensor().reshape(1), self.bits)
         return True
 
     # ---------------------------------------------------------------- sampling
@@ -315,14 +343,14 @@ class OccupancyGrid:
             Rays that miss the box or cross only empty cells get no samples.
         """
         runtime.ensure_init()
-        dev = self.device
+        dev = runtime.check_device(rays_o, rays_d, self.density, what="OccupancyGrid.sample")
         n = rays_o.shape[0]
-        o = rays_o.detach().to(dev, torch.float32).contiguous()
-        d = rays_d.detach().to(dev, torch.float32).contiguous()
+        o = rays_o.detach().to(torch.float32).contiguous()
+        d = rays_d.detach().to(torch.float32).contiguous()
         nr, fr = _per_ray(near, n, dev), _per_ray(far, n, dev)
         dt = float(step_size or self.step_size)
         if perturb:
-            off = torch.rand(n, generator=generator).to(dev)
+            off = torch.rand(n, generator=generator, device=dev)
         else:
             off = torch.zeros(n, dtype=torch.float32, device=dev)
         counts = torch.zeros(n, dtype=torch.int32, device=dev)
@@ -357,33 +385,25 @@ class OccupancyGrid:
         return float(self.occupied_mask().float().mean())
 
     # ------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """Tensors only (``weights_only`` checkpoints): estimates, bits and the configuration."""
-        return {
-            "density": self.density.detach().cpu().clone(),
-            "bits": self.bits.detach().cpu().clone(),
-            "aabb": self.aabb.clone(),
-            "config": torch.tensor([self.resolution, self.n_levels], dtype=torch.int64),
-            "params": torch.tensor([self.density_threshold, self.ema_decay], dtype=torch.float64),
-        }
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Restore :meth:`state_dict`; the resolution and levels must match this grid."""
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, local_metadata: dict, strict: bool,
+                              missing_keys: list, unexpected_keys: list, error_msgs: list) -> None:
+        """Refuse a grid of another shape with a one-line :class:`CheckpointError`, then load
+        (version-1 checkpoints hold the same five tensors) and re-derive the box and step."""
         try:
-            res, levels = (int(v) for v in state["config"].tolist())
-            density, bits = state["density"], state["bits"]
+            res, levels = (int(v) for v in state_dict[prefix + "config"].tolist())
+            density, bits = state_dict[prefix + "density"], state_dict[prefix + "bits"]
         except (KeyError, AttributeError, TypeError, ValueError) as exc:
             raise CheckpointError(f"occupancy grid state is malformed ({exc})") from None
         if (res, levels) != (self.resolution, self.n_levels) or density.numel() != self.n_cells \
                 or bits.numel() != self.bits.numel():
             raise CheckpointError(f"occupancy grid state is {levels} level(s) of {res}^3 cells, "
                                   f"this grid has {self.n_levels} of {self.resolution}^3")
-        self.density = density.to(self.device, torch.float32).reshape(-1).contiguous()
-        self.bits = bits.to(self.device, torch.int32).reshape(-1).contiguous()
-        if "aabb" in state:
-            self.aabb = state["aabb"].float().reshape(2, 3).cpu()
-            self._box = torch.cat([(self.aabb[0] + self.aabb[1]) / 2, (self.aabb[1] - self.aabb[0]) / 2]).to(self.device)
-            self.step_size = float((self.aabb[1] - self.aabb[0]).norm()) / 1024.0
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+        aabb = self.aabb.detach()
+        self._box.copy_(torch.cat([(aabb[0] + aabb[1]) / 2, (aabb[1] - aabb[0]) / 2]))
+        self.step_size = float((aabb[1] - aabb[0]).norm()) / 1024.0
+        self.density_threshold, self.ema_decay = (float(v) for v in self.params.tolist())
 
     def __repr__(self) -> str:
         return (f"OccupancyGrid(levels={self.n_levels}, resolution={self.resolution}, "

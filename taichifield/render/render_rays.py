@@ -64,7 +64,15 @@ def render_rays(rays_o: torch.Tensor, rays_d: torch.Tensor, rgb_sigma_fn: RgbSig
 
     Returns:
         dict with ``rgb`` (n_rays, 3), ``depth`` (n_rays,) (expected ``t``, not normalised by
-        opacity), ``opacity`` (n_rays,) and ``n_samples`` (int, samples evaluated).
+        opacity), ``opacity`` (n_rays,), all on ``rays_o.device``; ``n_marched`` (int, samples
+        the sampler produced) and ``n_samples`` (int, samples given to ``rgb_sigma_fn``):
+        both are tensor sizes the host knows already, so reading them costs no sync.
+
+    Note:
+        Everything runs on the rays' device: with a grid, ``rays_o``, ``rays_d`` and the grid
+        must be on one device (:func:`taichifield.runtime.check_device`); nothing is moved.
+        Host syncs: one to size the marched samples (grid) and, with ``sigma_fn``, one to
+        size the kept ones.
     """
     n_rays = rays_o.shape[0]
     if grid is None:
@@ -74,9 +82,8 @@ def render_rays(rays_o: torch.Tensor, rays_d: torch.Tensor, rgb_sigma_fn: RgbSig
         t_starts, t_ends, ray_indices = grid.sample(
             rays_o, rays_d, near, far, step_size=step_size, max_samples_per_ray=max_samples_per_ray,
             perturb=perturb, generator=generator, cone_angle=cone_angle)
-        dev = rays_o.device
-        t_starts, t_ends, ray_indices = t_starts.to(dev), t_ends.to(dev), ray_indices.to(dev)
-    if sigma_fn is not None and t_starts.numel() > 0:
+    n_marched = int(t_starts.numel())
+    if sigma_fn is not None and n_marched > 0:
         with torch.no_grad():
             sig = sigma_fn(t_starts, t_ends, ray_indices).reshape(-1)
         keep = visible_samples(sig, t_starts, t_ends, ray_indices, n_rays, alpha_threshold)
@@ -86,8 +93,10 @@ def render_rays(rays_o: torch.Tensor, rays_d: torch.Tensor, rgb_sigma_fn: RgbSig
         opacity = rays_o.new_zeros((n_rays,))
         if background is not None:
             rgb = rgb + background.to(rgb).expand(n_rays, 3)
-        return {"rgb": rgb, "depth": rays_o.new_zeros((n_rays,)), "opacity": opacity, "n_samples": 0}
+        return {"rgb": rgb, "depth": rays_o.new_zeros((n_rays,)), "opacity": opacity,
+                "n_marched": n_marched, "n_samples": 0}
     rgbs, sigmas = rgb_sigma_fn(t_starts, t_ends, ray_indices)
     rgb, depth, opacity = volume_render(sigmas.reshape(-1), rgbs.reshape(-1, 3), t_starts, t_ends,
                                         ray_indices, n_rays, background=background)
-    return {"rgb": rgb, "depth": depth, "opacity": opacity, "n_samples": int(t_starts.numel())}
+    return {"rgb": rgb, "depth": depth, "opacity": opacity, "n_marched": n_marched,
+            "n_samples": int(t_starts.numel())}

@@ -44,6 +44,7 @@ __all__ = [
     "volume_render_reference",
     "render_weights",
     "pack_info",
+    "PackedInfo",
     "visible_samples",
 ]
 
@@ -53,25 +54,35 @@ TRANSMITTANCE_THRESHOLD = 1e-4
 
 @ti.kernel
 def _pack_info(ray_indices: ti.types.ndarray(), offsets: ti.types.ndarray(), ends: ti.types.ndarray()):
-    """Each ray's first sample and one past its last from sorted ray indices (empty rays: 0, 0)."""
+    """Each ray's first sample and one past its last from sorted ray indices (empty rays: 0, 0).
+    Indices outside ``[0, n_rays)`` are ignored (never written out of bounds)."""
     # Zero-fill here, not in torch: on Vulkan Taichi does not upload write-only ndarrays, so
     # elements a kernel leaves untouched hold stale device memory.
     for r in range(offsets.shape[0]):
         offsets[r] = 0
         ends[r] = 0
     S = ray_indices.shape[0]
+    R = offsets.shape[0]
     for i in range(S):
         r = ray_indices[i]
-        prev = ray_indices[ti.max(i - 1, 0)]  # clamped: Taichi's `or` does not short-circuit
-        nxt = ray_indices[ti.min(i + 1, S - 1)]
-        if i == 0 or prev != r:
-            offsets[r] = i
-        if i == S - 1 or nxt != r:
-            ends[r] = i + 1
+        if 0 <= r < R:
+            prev = ray_indices[ti.max(i - 1, 0)]  # clamped: Taichi's `or` does not short-circuit
+            nxt = ray_indices[ti.min(i + 1, S - 1)]
+            if i == 0 or prev != r:
+                offsets[r] = i
+            if i == S - 1 or nxt != r:
+                ends[r] = i + 1
 
 
-def pack_info(ray_indices: torch.Tensor, n_rays: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """First sample and sample count of every ray.
+PackedInfo = tuple[torch.Tensor, torch.Tensor]
+"""``(offsets (n_rays,) int32, counts (n_rays,) int32)`` of packed samples (:func:`pack_info`)."""
+
+
+def pack_info(ray_indices: torch.Tensor, n_rays: int) -> PackedInfo:
+    """First sample and sample count of every ray, on ``ray_indices.device``, with no host sync.
+
+    Compute it once and pass it as ``packed_info=`` to :func:`volume_render` and
+    :func:`visible_samples` when both see the same samples.
 
     Args:
         ray_indices: (S,) int, sorted.
@@ -79,13 +90,18 @@ def pack_info(ray_indices: torch.Tensor, n_rays: int) -> tuple[torch.Tensor, tor
 
     Returns:
         offsets (n_rays,) int32: index of each ray's first sample; counts (n_rays,) int32.
+
+    Raises:
+        ValueError: (CPU tensors only, where checking costs no sync) indices unsorted at
+            the ends or outside ``[0, n_rays)``. On a GPU such indices are ignored.
     """
     offsets = torch.zeros(n_rays, dtype=torch.int32, device=ray_indices.device)
     ends = torch.zeros(n_rays, dtype=torch.int32, device=ray_indices.device)  # zeros for S == 0
     if ray_indices.numel() > 0:
-        first, last = int(ray_indices[0]), int(ray_indices[-1])
-        if first < 0 or last >= n_rays or first > last:
-            raise ValueError(f"ray_indices must be sorted and in [0, {n_rays}), got first {first}, last {last}")
+        if ray_indices.device.type == "cpu":
+            first, last = int(ray_indices[0]), int(ray_indices[-1])
+            if first < 0 or last >= n_rays or first > last:
+                raise ValueError(f"ray_indices must be sorted and in [0, {n_rays}), got first {first}, last {last}")
         _pack_info(ray_indices.to(torch.int32).contiguous(), offsets, ends)
     return offsets, (ends - offsets).contiguous()
 
@@ -199,7 +215,8 @@ def _visible(sigmas: ti.types.ndarray(), t_starts: ti.types.ndarray(), t_ends: t
 
 
 def visible_samples(sigmas: torch.Tensor, t_starts: torch.Tensor, t_ends: torch.Tensor,
-                    ray_indices: torch.Tensor, n_rays: int, alpha_threshold: float = 0.0) -> torch.Tensor:
+                    ray_indices: torch.Tensor, n_rays: int, alpha_threshold: float = 0.0,
+                    packed_info: Optional[PackedInfo] = None) -> torch.Tensor:
     """Which samples can contribute: not past early termination (``T_i >= 1e-4``) and, when
     ``alpha_threshold > 0``, with ``alpha_i > alpha_threshold`` (nerfacc's sample culling).
 
@@ -212,13 +229,14 @@ def visible_samples(sigmas: torch.Tensor, t_starts: torch.Tensor, t_ends: torch.
         ray_indices: (S,) int, sorted.
         n_rays: number of rays.
         alpha_threshold: drop samples whose alpha is at most this (0 keeps all but the tail).
+        packed_info: :func:`pack_info` of ``ray_indices``, when the caller has it.
 
     Returns:
-        (S,) bool mask.
+        (S,) bool mask, on the samples' device.
     """
     if sigmas.numel() == 0:
         return torch.zeros(0, dtype=torch.bool, device=sigmas.device)
-    offsets, counts = pack_info(ray_indices, n_rays)
+    offsets, counts = packed_info if packed_info is not None else pack_info(ray_indices, n_rays)
     keep = torch.empty(sigmas.shape[0], dtype=torch.int32, device=sigmas.device)
     _visible(sigmas.detach().contiguous(), t_starts.to(sigmas.dtype).contiguous(),
              t_ends.to(sigmas.dtype).contiguous(), offsets, counts, TRANSMITTANCE_THRESHOLD,
@@ -238,7 +256,7 @@ def _add_background(rgb: torch.Tensor, opacity: torch.Tensor,
 
 def volume_render(sigmas: torch.Tensor, rgbs: torch.Tensor, t_starts: torch.Tensor,
                   t_ends: torch.Tensor, ray_indices: torch.Tensor, n_rays: int,
-                  background: Optional[torch.Tensor] = None
+                  background: Optional[torch.Tensor] = None, packed_info: Optional[PackedInfo] = None
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Composite packed samples along their rays (Taichi forward and hand-written backward).
 
@@ -254,12 +272,17 @@ def volume_render(sigmas: torch.Tensor, rgbs: torch.Tensor, t_starts: torch.Tens
             ordered by ``t``).
         n_rays: number of rays (rays may have no samples).
         background: None, (3,) or (n_rays, 3): colour added as ``(1 - opacity) * background``.
+        packed_info: :func:`pack_info` of ``ray_indices``, when the caller has it.
 
     Returns:
         rgb (n_rays, 3), depth (n_rays,) (the weighted mean of midpoints, *not* normalised by
-        opacity), opacity (n_rays,) (the sum of weights).
+        opacity), opacity (n_rays,) (the sum of weights), on the samples' device.
+
+    Note:
+        The kernels run on the samples' device (CPU tensors under arch cpu/vulkan, CUDA
+        tensors under arch cuda) and nothing is copied to the host.
     """
-    offsets, counts = pack_info(ray_indices, n_rays)
+    offsets, counts = packed_info if packed_info is not None else pack_info(ray_indices, n_rays)
     dtype = sigmas.dtype
     rgb, depth, opacity = _volume_render_op(
         sigmas, rgbs.to(dtype), t_starts.to(dtype), t_ends.to(dtype), offsets, counts,
