@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+from taichifield.train import loop as loop_module
 from taichifield.train.loop import NonFiniteGuard, TrainingDiverged, adam, rng_state, run_loop, set_rng_state
 
 
@@ -22,13 +24,39 @@ def test_loop_runs_all_steps_and_saves_at_end():
     assert res.last_stats == {"loss": 9.0}
 
 
-def test_loop_time_budget_stops_and_saves():
+@pytest.fixture
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The loop's ``time.monotonic`` replaced by a clock that only the test advances (seconds)."""
+    clock = [100.0]  # not 0: the budget counts from the call, not from the clock's origin
+    monkeypatch.setattr(loop_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    return clock
+
+
+def test_loop_time_budget_stops_and_saves(fake_clock: list[float]):
     saved: list[int] = []
-    res = run_loop(lambda s: {}, start_step=0, total_steps=10**9, time_budget=0.2, save=saved.append,
+
+    def step(s: int) -> dict:
+        fake_clock[0] += 0.25  # every step "takes" a quarter of a second
+        return {}
+
+    res = run_loop(step, start_step=7, total_steps=10**9, time_budget=1.0, save=saved.append,
                    checkpoint_seconds=1e9, checkpoint_every=10**9)
     assert res.stopped == "time_budget"
-    assert 0 < res.step < 10**9
+    assert res.step == 7 + 4  # 4 steps fit in 1 s, checked between steps
+    assert res.seconds == 1.0
     assert saved == [res.step]
+
+
+def test_loop_saves_every_checkpoint_seconds(fake_clock: list[float]):
+    saved: list[int] = []
+
+    def step(s: int) -> dict:
+        fake_clock[0] += 0.25
+        return {}
+
+    res = run_loop(step, start_step=0, total_steps=5, save=saved.append, checkpoint_seconds=0.5, checkpoint_every=10**9)
+    assert res.stopped == "steps"
+    assert saved == [2, 4, 5]  # every 0.5 s of (fake) time, and once at the end
 
 
 def test_loop_sigterm_saves_and_stops():
