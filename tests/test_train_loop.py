@@ -76,24 +76,46 @@ def _bad_step(opt: torch.optim.Optimizer, w: torch.nn.Parameter, guard: NonFinit
     opt.zero_grad()
     loss = (w * (float("nan") if bad else 1.0)).sum()
     loss.backward()
-    ok = guard.check(loss)
-    if ok:
-        opt.step()
-    return ok
+    guard.step(loss)
+    return guard.sync()
 
 
-def test_nonfinite_guard_skips_and_backs_off():
+@pytest.mark.parametrize("make_opt", [lambda p: torch.optim.SGD(p, lr=0.1), lambda p: adam(p, lr=0.1)],
+                         ids=["sgd-host-check", "fused-adam-device-skip"])
+def test_nonfinite_guard_skips_and_backs_off(make_opt):
     w = torch.nn.Parameter(torch.ones(3))
-    opt = torch.optim.SGD([w], lr=0.1)
+    opt = make_opt([w])
     guard = NonFiniteGuard(opt, backoff=0.5, max_consecutive=3)
     assert not _bad_step(opt, w, guard, bad=True)
     assert torch.equal(w.detach(), torch.ones(3))  # no NaN leaked into the weights
-    assert opt.param_groups[0]["lr"] == pytest.approx(0.05)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05) and guard.lr_scale == pytest.approx(0.5)
     assert _bad_step(opt, w, guard, bad=False)
-    assert guard.consecutive == 0 and guard.total_skipped == 1
+    assert not torch.equal(w.detach(), torch.ones(3))  # a finite step is taken
+    assert guard.total_skipped == 1
     with pytest.raises(TrainingDiverged, match="non-finite steps in a row"):
         for _ in range(3):
             _bad_step(opt, w, guard, bad=True)
+
+
+def test_nonfinite_guard_counts_on_the_device_between_syncs():
+    # what a GPU run does: several steps, one sync; the bad ones were skipped in the optimiser
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = adam([w], lr=0.1)
+    guard = NonFiniteGuard(opt, backoff=0.5, max_consecutive=3)
+    for bad in (False, True, True, False):
+        opt.zero_grad()
+        loss = (w * (float("nan") if bad else 1.0)).sum()
+        loss.backward()
+        guard.step(loss)
+    assert opt.state[w]["step"] == 2  # the two bad steps never counted as Adam steps
+    assert torch.isfinite(w).all()
+    assert guard.sync() and guard.total_skipped == 2 and guard.lr_scale == pytest.approx(0.25)
+    for _ in range(3):  # three in a row, read at once, still diverge
+        opt.zero_grad()
+        (w * float("inf")).sum().backward()
+        guard.step((w * float("inf")).sum())
+    with pytest.raises(TrainingDiverged):
+        guard.sync()
 
 
 def test_rng_state_roundtrip():
@@ -112,10 +134,11 @@ def test_nonfinite_guard_catches_one_bad_gradient_entry_among_many(bad):
     opt = torch.optim.SGD([small, big], lr=0.1)
     guard = NonFiniteGuard(opt)
     big.grad, small.grad = torch.ones_like(big), torch.ones_like(small)
-    assert guard.check(torch.tensor(1.0))
+    assert float(guard.found_inf(torch.tensor(1.0))) == 0.0
     big.grad[12345] = bad
-    assert not guard.check(torch.tensor(1.0))
-    assert big.grad is None  # zeroed, nothing reaches the weights
+    assert float(guard.found_inf(torch.tensor(1.0))) == 1.0
+    guard.step(torch.tensor(1.0))
+    assert torch.equal(big.detach(), torch.zeros(1 << 16))  # nothing reaches the weights
 
 
 def test_adam_is_fused_on_cpu_and_matches_the_unfused_update():

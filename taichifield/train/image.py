@@ -28,7 +28,8 @@ from ..atomic import atomic_path
 from ..errors import InputError
 from ..fields.image import ENCODINGS, ImageField, ImageFieldConfig
 from .checkpoint import save_checkpoint
-from .loop import NonFiniteGuard, adam, psnr, run_loop
+from ..metrics.image import psnr
+from .loop import NonFiniteGuard, adam, log_interval, run_loop
 
 __all__ = ["ImageTrainConfig", "ImageResult", "load_image", "pixel_coords", "train_image"]
 
@@ -150,7 +151,7 @@ def train_image(
     gen = torch.Generator(device=device).manual_seed(config.seed)
     full_batch = n_pixels <= config.batch_size
 
-    def step_fn(step: int) -> dict[str, float] | None:
+    def step_fn(step: int) -> dict[str, torch.Tensor]:
         if full_batch:
             x, y = coords, target
         else:
@@ -159,14 +160,13 @@ def train_image(
         loss = torch.mean((model(x) - y) ** 2)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if not guard.check(loss):
-            return None
-        optimizer.step()
-        mse = float(loss.detach())
+        guard.step(loss)
+        mse = loss.detach()
         return {"loss": mse, "psnr": psnr(mse)}
 
     t0 = time.monotonic()
-    result = run_loop(step_fn, start_step=0, total_steps=config.steps, on_step=on_step, guard=guard)
+    result = run_loop(step_fn, start_step=0, total_steps=config.steps, on_step=on_step, guard=guard,
+                      log_every=log_interval(device))
     seconds = time.monotonic() - t0
 
     recon = _reconstruct(model, coords)

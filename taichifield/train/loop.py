@@ -5,18 +5,20 @@ It owns the things every serious trainer needs and none should re-implement:
 * a step budget and a wall-clock budget (``--time-budget``: stop and save);
 * periodic checkpoints (every N steps and every M seconds), and a final one;
 * Ctrl-C / SIGTERM: finish the current step, save, return (``stopped="signal"``);
-* numerical safety: a non-finite loss or gradient skips the step, halves the
-  learning rate and is reported; too many in a row raise :class:`TrainingDiverged`;
+* numerical safety: a non-finite loss or gradient skips the step (decided on the device,
+  no host sync), halves the learning rate and is reported; too many in a row raise
+  :class:`TrainingDiverged`;
+* stats stay tensors until they are logged (every ``log_every`` steps);
 * RNG state capture/restore so ``--resume`` continues exactly like an
   uninterrupted run (all randomness must come from the torch global RNG or
   generators passed to :func:`rng_state`).
 
 The trainer provides callables; the loop knows no model (nerfacc style)::
 
-    def step_fn(step: int) -> dict[str, float] | None:
+    def step_fn(step: int) -> dict[str, torch.Tensor]:
         loss = ...; optimizer.zero_grad(); loss.backward()
-        if not guard.check(loss): return None          # skipped
-        optimizer.step(); return {"loss": loss.item()}
+        guard.step(loss); scheduler.step()              # skipped on the device if not finite
+        return {"loss": loss.detach()}                  # read by the loop when it logs
 
     result = run_loop(step_fn, start_step=0, total_steps=5000, time_budget=300,
                       save=lambda step: save_checkpoint(...), on_step=bar_update)
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import signal
 import threading
 import time
@@ -41,12 +42,13 @@ __all__ = [
     "adam",
     "TrainingDiverged",
     "NonFiniteGuard",
+    "lr_schedule",
+    "log_interval",
     "LoopResult",
     "run_loop",
     "rng_state",
     "set_rng_state",
     "stop_on_signals",
-    "psnr",
 ]
 
 log = logging.getLogger(__name__)
@@ -57,50 +59,104 @@ class TrainingDiverged(TaichiFieldError):
 
 
 class NonFiniteGuard:
-    """Detects non-finite loss or gradients; skips the step and backs the lr off.
+    """Takes the optimiser step unless the loss or a gradient is non-finite, without a host sync.
+
+    ``guard.step(loss)`` replaces ``optimizer.step()``. The finite test (one fused norm over
+    all gradients) stays on the device: a fused Adam receives it as ``found_inf`` and skips
+    the update in its kernel (the mechanism ``torch.amp.GradScaler`` uses), so a bad step
+    costs no sync. The counters live on the device too; :meth:`sync` reads them (one sync),
+    which the loop does every ``log_every`` steps (every step on the CPU, where reading is
+    free). After a sync that saw bad steps, :attr:`lr_scale` is multiplied by ``backoff``
+    once per bad step: trainers multiply their schedule by it (see :func:`lr_schedule`).
 
     Args:
-        optimizer: its param groups' ``lr`` is multiplied by ``backoff`` on each bad step.
+        optimizer: the optimiser to step.
         backoff: lr factor per bad step.
         max_consecutive: bad steps in a row before :class:`TrainingDiverged`.
+        lr_scale: the back-off carried over from a checkpoint.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, backoff: float = 0.5, max_consecutive: int = 20) -> None:
+    def __init__(self, optimizer: torch.optim.Optimizer, backoff: float = 0.5, max_consecutive: int = 20,
+                 lr_scale: float = 1.0) -> None:
         self.optimizer = optimizer
         self.backoff = backoff
         self.max_consecutive = max_consecutive
-        self.consecutive = 0
+        self.lr_scale = float(lr_scale)
         self.total_skipped = 0
+        self.last_finite = True
+        self._fused = all(g.get("fused") for g in optimizer.param_groups)
+        self._counters: torch.Tensor | None = None  # [skipped, consecutive, max consecutive] since the last sync
 
     def _params(self) -> Iterable[torch.Tensor]:
         for group in self.optimizer.param_groups:
             yield from group["params"]
 
-    def check(self, loss: torch.Tensor) -> bool:
-        """Call after ``backward()``; True means the step is safe to take."""
-        finite = bool(torch.isfinite(loss).all())
-        if finite:
-            grads = [p.grad for p in self._params() if p.grad is not None]
+    def found_inf(self, loss: torch.Tensor) -> torch.Tensor:
+        """() float32 on the loss's device: 1 when the loss or a gradient is non-finite."""
+        bad = ~torch.isfinite(loss.detach()).all()
+        grads = [p.grad for p in self._params() if p.grad is not None]
+        if grads:
             # one fused pass (10x cheaper than isfinite per tensor on a hash table); NaN/inf
             # propagate into the norms, and a norm that overflows float32 means a step
             # that would wreck the weights anyway
-            finite = not grads or bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())
-        if finite:
-            self.consecutive = 0
-            return True
-        self.consecutive += 1
-        self.total_skipped += 1
-        self.optimizer.zero_grad(set_to_none=True)
-        for group in self.optimizer.param_groups:
-            group["lr"] *= self.backoff
-        lr = self.optimizer.param_groups[0]["lr"]
-        log.warning("non-finite loss or gradient: step skipped, lr lowered to %.3g", lr)
-        if self.consecutive >= self.max_consecutive:
+            norms = torch.stack([n.to(loss.device) for n in torch._foreach_norm(grads)])
+            bad = bad | ~torch.isfinite(norms).all()
+        return bad.float()
+
+    def step(self, loss: torch.Tensor) -> None:
+        """Call after ``backward()``: the optimiser step, skipped where it is not finite."""
+        found = self.found_inf(loss)
+        if self._counters is None:
+            self._counters = torch.zeros(3, dtype=torch.float32, device=found.device)
+        c = self._counters
+        consecutive = (c[1] + 1.0) * found
+        self._counters = torch.stack([c[0] + found, consecutive, torch.maximum(c[2], consecutive)])
+        if self._fused:
+            self.optimizer.found_inf = found  # type: ignore[attr-defined]
+            self.optimizer.step()
+        elif not bool(found):  # an unfused optimiser cannot skip on the device
+            self.optimizer.step()
+
+    def sync(self) -> bool:
+        """Read the device counters (one host sync); back the lr off for the bad steps since the
+        last sync. Returns whether the last step was finite.
+
+        Raises:
+            TrainingDiverged: ``max_consecutive`` bad steps in a row.
+        """
+        if self._counters is None:
+            return self.last_finite
+        skipped, consecutive, worst = (int(v) for v in self._counters.tolist())
+        self._counters = torch.stack([self._counters[0] * 0, self._counters[1], self._counters[1]])
+        self.last_finite = consecutive == 0
+        if skipped:
+            self.total_skipped += skipped
+            self.lr_scale *= self.backoff ** skipped
+            for group in self.optimizer.param_groups:  # the live lr too: the next step already backs off
+                group["lr"] *= self.backoff ** skipped
+            log.warning("non-finite loss or gradient: %d step(s) skipped, lr scale lowered to %.3g", skipped, self.lr_scale)
+        if worst >= self.max_consecutive:
             raise TrainingDiverged(
-                f"training diverged: {self.consecutive} non-finite steps in a row (lr now {lr:.3g}); "
+                f"training diverged: {worst} non-finite steps in a row (lr scale now {self.lr_scale:.3g}); "
                 "try a lower --lr"
             )
-        return False
+        return self.last_finite
+
+
+GPU_LOG_EVERY = 25
+"""Steps between host reads of the stats on a GPU (on the CPU every step: reading is free)."""
+
+
+def log_interval(device: torch.device) -> int:
+    """``log_every`` for :func:`run_loop` on ``device``: 1 on the CPU, :data:`GPU_LOG_EVERY` elsewhere."""
+    return 1 if torch.device(device).type == "cpu" else GPU_LOG_EVERY
+
+
+def lr_schedule(optimizer: torch.optim.Optimizer, factor: Callable[[int], float], guard: NonFiniteGuard
+                ) -> torch.optim.lr_scheduler.LambdaLR:
+    """``LambdaLR`` whose factor is ``factor(step) * guard.lr_scale``: the schedule times the
+    back-off owned by the guard (nothing infers the back-off from the optimiser's lr)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor(step) * guard.lr_scale)
 
 
 @dataclass
@@ -150,8 +206,19 @@ def stop_on_signals(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) 
             signal.signal(s, h)
 
 
+def _numbers(stats: dict[str, Any]) -> dict[str, float]:
+    """Stats as Python floats: one host transfer for all tensor entries."""
+    keys = [k for k, v in stats.items() if isinstance(v, torch.Tensor)]
+    out = {k: float(v) for k, v in stats.items() if not isinstance(v, torch.Tensor)}
+    if keys:
+        values = torch.stack([stats[k].detach().float().reshape(()).cpu() if stats[k].device.type == "cpu"
+                              else stats[k].detach().float().reshape(()) for k in keys]).tolist()
+        out.update(zip(keys, values))
+    return out
+
+
 def run_loop(
-    step_fn: Callable[[int], dict[str, float] | None],
+    step_fn: Callable[[int], dict[str, Any] | None],
     *,
     start_step: int,
     total_steps: int,
@@ -161,20 +228,34 @@ def run_loop(
     checkpoint_seconds: float = 120.0,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
     guard: NonFiniteGuard | None = None,
+    log_every: int = 1,
 ) -> LoopResult:
     """Run ``step_fn(step)`` for steps ``start_step .. total_steps-1`` within the budgets.
 
-    ``step_fn`` returns stats, or None for a skipped step (it still counts as a step,
-    so a resumed run stays aligned with an uninterrupted one). ``save(step)`` is
+    ``step_fn`` returns stats (floats or 0-dim tensors, which stay on the device), or None
+    for a skipped step (it still counts as a step, so a resumed run stays aligned with an
+    uninterrupted one). Every ``log_every`` steps (and before each save and at the end)
+    the loop reads the stats and the guard's counters: that is the only host sync the loop
+    makes, so ``log_every=1`` suits the CPU and a larger value a GPU. ``save(step)`` is
     called with the number of completed steps: periodically, and once at the end.
-    ``on_step(step, stats)`` is for progress reporting. Budgets are checked between
-    steps; ``time_budget`` counts the seconds of this call only.
+    ``on_step(step, stats)`` gets the stats last read, as floats (progress reporting).
+    Budgets are checked between steps; ``time_budget`` counts the seconds of this call only.
     """
     t0 = time.monotonic()
     last_save = t0
     step = start_step
     stats: dict[str, float] = {}
+    pending: dict[str, Any] | None = None
     stopped = "steps"
+    every = max(int(log_every), 1)
+
+    def read() -> None:
+        nonlocal stats, pending
+        finite = guard.sync() if guard is not None else True
+        if pending is not None and finite:
+            stats = _numbers(pending)
+        pending = None
+
     with stop_on_signals() as stop:
         while step < total_steps:
             if stop:
@@ -186,15 +267,18 @@ def run_loop(
             out = step_fn(step)
             step += 1
             if out is not None:
-                stats = out
+                pending = out
+            now = time.monotonic()
+            due_save = save is not None and step < total_steps and (
+                step % max(checkpoint_every, 1) == 0 or now - last_save >= checkpoint_seconds)
+            if step % every == 0 or due_save:
+                read()
             if on_step is not None:
                 on_step(step, stats)
-            now = time.monotonic()
-            if save is not None and step < total_steps and (
-                step % max(checkpoint_every, 1) == 0 or now - last_save >= checkpoint_seconds
-            ):
-                save(step)
+            if due_save:
+                save(step)  # type: ignore[misc]
                 last_save = time.monotonic()
+        read()
         if save is not None:
             save(step)
     return LoopResult(
@@ -217,11 +301,16 @@ def adam(params: Any, lr: float, **kwargs: Any) -> torch.optim.Adam:
 
 
 def rng_state(*generators: torch.Generator) -> dict[str, Any]:
-    """Tensors-only RNG snapshot (checkpoint-safe under ``weights_only=True``)."""
-    return {
+    """Tensors-only RNG snapshot (checkpoint-safe under ``weights_only=True``): the torch CPU
+    RNG, every CUDA device's default generator when CUDA is initialised (the NeRF step draws
+    its rays there) and the given generators. numpy's RNG is not used by the trainers."""
+    state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "generators": [g.get_state() for g in generators],
     }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def set_rng_state(state: dict[str, Any] | None, *generators: torch.Generator) -> None:
@@ -231,8 +320,6 @@ def set_rng_state(state: dict[str, Any] | None, *generators: torch.Generator) ->
     torch.set_rng_state(state["torch"])
     for g, s in zip(generators, state.get("generators", [])):
         g.set_state(s)
-
-
-def psnr(mse: float) -> float:
-    """PSNR in dB of a mean squared error on [0,1] images."""
-    return -10.0 * math.log10(max(mse, 1e-12))
+    if state.get("cuda") and torch.cuda.is_available():
+        states = state["cuda"][: torch.cuda.device_count()]
+        torch.cuda.set_rng_state_all(states)

@@ -56,7 +56,7 @@ def igr_loss(
     tau: float = 1.0,
     lam: float = 0.1,
     surface_weight: float = 1.0,
-) -> tuple[torch.Tensor, dict[str, float]]:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """IGR loss.
 
     Args:
@@ -66,13 +66,14 @@ def igr_loss(
         tau: normal term weight; lam: eikonal weight; surface_weight: weight of ``|u|``.
 
     Returns:
-        scalar loss and a dict of its terms (floats, for logging).
+        scalar loss and a dict of its terms (detached 0-dim tensors: read them only when logging,
+        each read is a host sync on a GPU).
     """
     surf = u_surf.abs().mean()
     normal = (grad_surf - normals).norm(dim=-1).mean()
     eik = eikonal_term(grad_off)
     loss = surface_weight * surf + tau * normal + lam * eik
-    return loss, {"surface": float(surf.detach()), "normal": float(normal.detach()), "eikonal": float(eik.detach())}
+    return loss, {"surface": surf.detach(), "normal": normal.detach(), "eikonal": eik.detach()}
 
 
 def siren_loss(
@@ -83,7 +84,7 @@ def siren_loss(
     grad_off: torch.Tensor,
     alpha: float = 100.0,
     weights: tuple[float, float, float, float] = (3e3, 1e2, 5e1, 1e2),
-) -> tuple[torch.Tensor, dict[str, float]]:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """SIREN's SDF loss.
 
     Args:
@@ -101,19 +102,19 @@ def siren_loss(
     off = torch.exp(-alpha * u_off.abs()).mean()
     w = weights
     loss = w[0] * surf + w[1] * normal + w[2] * eik + w[3] * off
-    return loss, {"surface": float(surf.detach()), "normal": float(normal.detach()), "eikonal": float(eik.detach()), "offsurface": float(off.detach())}
+    return loss, {"surface": surf.detach(), "normal": normal.detach(), "eikonal": eik.detach(), "offsurface": off.detach()}
 
 
-def deepsdf_loss(u: torch.Tensor, target: torch.Tensor, delta: float = 0.1) -> tuple[torch.Tensor, dict[str, float]]:
+def deepsdf_loss(u: torch.Tensor, target: torch.Tensor, delta: float = 0.1) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """DeepSDF clamped L1 on (M,) predictions and (M,) signed distance targets."""
     loss = (u.clamp(-delta, delta) - target.clamp(-delta, delta)).abs().mean()
-    return loss, {"l1": float(loss.detach())}
+    return loss, {"l1": loss.detach()}
 
 
-def occupancy_loss(u: torch.Tensor, inside: torch.Tensor, temperature: float = 0.01) -> tuple[torch.Tensor, dict[str, float]]:
+def occupancy_loss(u: torch.Tensor, inside: torch.Tensor, temperature: float = 0.01) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """BCE on (M,) labels (1 inside, 0 outside) with logits ``-u / temperature``."""
     loss = F.binary_cross_entropy_with_logits(-u / temperature, inside.to(u.dtype))
-    return loss, {"bce": float(loss.detach())}
+    return loss, {"bce": loss.detach()}
 
 
 def sample_off_surface(

@@ -16,7 +16,7 @@ import torch
 from ..atomic import atomic_path
 from ..errors import InputError
 from .nerf_render import LoadedNerf, load_nerf, orbit_poses, render_view
-from .ssim import psnr_images, ssim
+from ..metrics.image import psnr_images, ssim
 
 __all__ = ["EvalResult", "evaluate_nerf", "render_split", "render_orbit", "mesh_nerf"]
 

@@ -34,9 +34,9 @@ from ..errors import CheckpointError, InputError
 from ..fields.sdf import SDFField, build_sdf_field
 from . import losses as L
 from .checkpoint import load_checkpoint, save_checkpoint
-from .loop import LoopResult, NonFiniteGuard, adam, rng_state, run_loop, set_rng_state
+from .loop import LoopResult, NonFiniteGuard, adam, log_interval, lr_schedule, rng_state, run_loop, set_rng_state
 
-__all__ = ["SDFTrainConfig", "SDFModel", "train_sdf", "load_sdf", "MODEL_DEFAULTS", "field_device"]
+__all__ = ["SDFTrainConfig", "SDFModel", "SDFTrainer", "train_sdf", "load_sdf", "MODEL_DEFAULTS", "field_device"]
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +189,17 @@ class _Sampler:
         self.far_pool = torch.zeros(0, 3)
         self.far_sdf = torch.zeros(0)
 
+    def to(self, device: torch.device) -> "_Sampler":
+        """Move the point and target pools to ``device`` (built on the CPU: k-d tree queries),
+        so each batch is drawn there with a generator of that device."""
+        for name in ("pts", "nrm", "sigma", "pool", "pool_sdf", "far_pool", "far_sdf"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value.to(device))
+        return self
+
     def surface(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        idx = torch.randint(len(self.pts), (self.cfg.batch_size,), generator=gen)
+        idx = torch.randint(len(self.pts), (self.cfg.batch_size,), generator=gen, device=self.pts.device)
         return self.pts[idx], self.nrm[idx], self.sigma[idx]
 
     def build_pool(self, n: int, gen: torch.Generator) -> None:
@@ -200,7 +209,7 @@ class _Sampler:
         wide = L.sample_off_surface(self.pts[idx[: n // 4]], torch.tensor(0.05), n // 8, gen)
         q = torch.cat([near, wide]).numpy()
         self.pool = torch.from_numpy(q)
-        self.pool_sdf = self._signed_distance(q)
+        self.pool_sdf = self._signed_distance(q)  # pools are built on the CPU, before .to(device)
 
     def build_far_pool(self, n: int, gen: torch.Generator) -> None:
         """Uniform samples in the cube with their signed distance targets, computed once:
@@ -216,12 +225,12 @@ class _Sampler:
         return _draw(self.pool, self.pool_sdf, self.cfg.batch_size * 2, gen)
 
     def _signed_distance(self, q: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(L.signed_distance_targets(q, self.pts.numpy(), self.nrm.numpy(), tree=self.tree))
+        return torch.from_numpy(L.signed_distance_targets(q, self.pts.cpu().numpy(), self.nrm.cpu().numpy(), tree=self.tree))
 
 
 def _draw(points: torch.Tensor, sdf: torch.Tensor, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` random (point, target) pairs of a precomputed pool."""
-    idx = torch.randint(len(points), (n,), generator=gen)
+    idx = torch.randint(len(points), (n,), generator=gen, device=points.device)
     return points[idx], sdf[idx]
 
 
@@ -230,40 +239,44 @@ def _n_uniform(cfg: SDFTrainConfig) -> int:
     return max(1, int(cfg.batch_size * cfg.uniform_fraction))  # type: ignore[operator]
 
 
-def _loss_fn(model: SDFField, sampler: _Sampler, cfg: SDFTrainConfig, gen: torch.Generator) -> Callable[[], tuple[torch.Tensor, dict[str, float]]]:
-    n_uni = _n_uniform(cfg)
-    dev = next(model.parameters()).device  # samples are drawn on the CPU (one generator), then moved
+LossFn = Callable[[], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
-    def igr() -> tuple[torch.Tensor, dict[str, float]]:
+
+def _loss_fn(model: SDFField, sampler: _Sampler, cfg: SDFTrainConfig, gen: torch.Generator) -> LossFn:
+    """The step's loss on a fresh batch; batches are drawn on the sampler's device (the
+    field's) with ``gen``, a generator of that device. Terms stay tensors (no host sync)."""
+    n_uni = _n_uniform(cfg)
+
+    def igr() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x, n, s = sampler.surface(gen)
         if cfg.far_weight:  # uniform samples from the pool that has their targets
             far, target = sampler.far(n_uni, gen)
             off = torch.cat([L.sample_off_surface(x, s, 0, gen), far])
         else:
             off = L.sample_off_surface(x, s, n_uni, gen)
-        u, g = model.value_and_gradient(torch.cat([x, off]).to(dev))
+        u, g = model.value_and_gradient(torch.cat([x, off]))
         b = len(x)
-        loss, terms = L.igr_loss(u[:b], g[:b], n.to(dev), g[b:], lam=cfg.eikonal_weight, surface_weight=cfg.surface_weight)
+        loss, terms = L.igr_loss(u[:b], g[:b], n, g[b:], lam=cfg.eikonal_weight, surface_weight=cfg.surface_weight)
         if cfg.far_weight:
-            far_term = (u[-n_uni:] - target.to(dev)).abs().mean()
+            far_term = (u[-n_uni:] - target).abs().mean()
             loss = loss + cfg.far_weight * far_term
-            terms["far"] = float(far_term.detach())
+            terms["far"] = far_term.detach()
         return loss, terms
 
-    def siren() -> tuple[torch.Tensor, dict[str, float]]:
+    def siren() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x, n, _ = sampler.surface(gen)  # SIREN: off-surface samples uniform in the cube
-        off = torch.rand((len(x), 3), generator=gen) * 2 - 1
-        u, g = model.value_and_gradient(torch.cat([x, off]).to(dev))
+        off = torch.rand((len(x), 3), generator=gen, device=x.device) * 2 - 1
+        u, g = model.value_and_gradient(torch.cat([x, off]))
         b = len(x)
-        return L.siren_loss(u[:b], g[:b], n.to(dev), u[b:], g[b:])
+        return L.siren_loss(u[:b], g[:b], n, u[b:], g[b:])
 
-    def deepsdf() -> tuple[torch.Tensor, dict[str, float]]:
+    def deepsdf() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         q, s = sampler.targets(gen)
-        return L.deepsdf_loss(model(q.to(dev)), s.to(dev))
+        return L.deepsdf_loss(model(q), s)
 
-    def occupancy() -> tuple[torch.Tensor, dict[str, float]]:
+    def occupancy() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         q, s = sampler.targets(gen)
-        return L.occupancy_loss(model(q.to(dev)), s.to(dev) < 0)
+        return L.occupancy_loss(model(q), s < 0)
 
     return {"igr": igr, "siren": siren, "deepsdf": deepsdf, "occupancy": occupancy}[cfg.loss]
 
@@ -318,68 +331,91 @@ def train_sdf(
     for name, value in MODEL_DEFAULTS[cfg.model].items():  # resolved here, so the checkpoint records them
         if getattr(cfg, name) is None:
             setattr(cfg, name, value)
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    data = load_oriented_points(points, n_samples=cfg.n_samples, k_normals=cfg.k_normals, seed=cfg.seed)
-    norm = Normalization.from_dict(ckpt["meta"]["normalization"]) if ckpt else Normalization.fit(data.points)
-    sampler = _Sampler(data, norm, cfg)
-    model = build_sdf_field(cfg.model, **cfg.model_options).to(field_device(cfg.model))
-    lr0 = float(cfg.lr)  # type: ignore[arg-type]  # resolved above
-    opt = adam(model.parameters(), lr=lr0)
-    if cfg.loss == "igr" and cfg.far_weight:
-        n_far = cfg.steps * _n_uniform(cfg)  # draws the run can make
-        sampler.build_far_pool(min(FAR_POOL, max(4096, n_far)), torch.Generator().manual_seed(cfg.seed + 2))
-    if cfg.loss in ("deepsdf", "occupancy"):
-        sampler.build_pool(max(200_000, 2 * len(sampler.pts)), torch.Generator().manual_seed(cfg.seed + 1))
-    start, elapsed0 = 0, 0.0
-    if ckpt is not None:
-        model.load_state_dict(ckpt["state"])
-        if ckpt.get("optimizer"):
-            opt.load_state_dict(ckpt["optimizer"])
-        set_rng_state(ckpt.get("rng"), gen)
-        start, elapsed0 = int(ckpt["step"]), float(ckpt["meta"].get("train_seconds", 0.0))
-    guard = NonFiniteGuard(opt)
-    loss_fn = _loss_fn(model, sampler, cfg, gen)
-    t0 = time.monotonic()
-    # the guard's back-off survives the schedule (and a resume)
-    sched = {"scale": float(ckpt["meta"].get("lr_scale", 1.0)) if ckpt else 1.0, "last": opt.param_groups[0]["lr"]}
-
-    def step_fn(step: int) -> dict[str, float] | None:
-        progress = step / cfg.steps
-        if cfg.time_budget:
-            progress = max(progress, (time.monotonic() - t0) / cfg.time_budget)
-        current = opt.param_groups[0]["lr"]
-        if current < sched["last"] * 0.999:  # NonFiniteGuard lowered it
-            sched["scale"] *= current / sched["last"]
-        lr = lr0 * cfg.lr_final_ratio ** min(progress, 1.0) * sched["scale"]
-        for g in opt.param_groups:
-            g["lr"] = lr
-        sched["last"] = lr
-        loss, terms = loss_fn()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if not guard.check(loss):
-            return None
-        opt.step()
-        return {"loss": float(loss.detach()), **terms}
-
-    def save(step: int) -> None:
-        meta = {
-            "normalization": norm.as_dict(),
-            "source": str(points),
-            "n_points": int(len(sampler.pts)),
-            "train_seconds": elapsed0 + time.monotonic() - t0,
-            "lr_scale": sched["scale"],
-        }
-        conf = asdict(cfg) | {"model_config": model.config_dict()}
-        save_checkpoint(ckpt_path, "sdf", conf, model.state_dict(), optimizer=opt.state_dict(), rng=rng_state(gen), step=step, meta=meta)
-        if on_save is not None:
-            with torch.random.fork_rng():  # e.g. a preview render must not shift the training's random stream
-                on_save(step, ckpt_path)
-
-    result = run_loop(
-        step_fn, start_step=start, total_steps=cfg.steps, time_budget=cfg.time_budget, save=save,
-        checkpoint_every=cfg.checkpoint_every, on_step=on_step, guard=guard,
-    )
+    trainer = SDFTrainer(points, out, cfg, ckpt, on_save=on_save)
+    result = trainer.run(on_step)
     log.info("trained %d steps in %.1f s (%s)", result.step, result.seconds, result.stopped)
     return result
+
+
+class SDFTrainer:
+    """The state of one SDF run, named: model, sampler, optimiser, non-finite guard, learning
+    rate schedule and clock. :func:`train_sdf` builds one and calls :meth:`run`.
+
+    The learning rate is ``lr * lr_final_ratio ** progress`` times the guard's back-off
+    (:func:`~taichifield.train.loop.lr_schedule`), ``progress = max(step / steps,
+    seconds / time_budget)``. Batches are drawn on the field's device from a generator of
+    that device; each step returns its loss terms as tensors (read when the loop logs).
+    """
+
+    def __init__(self, points: str | os.PathLike[str], out: Path, cfg: SDFTrainConfig,
+                 ckpt: dict[str, Any] | None, on_save: Callable[[int, Path], None] | None = None) -> None:
+        self.points, self.cfg, self.ckpt_path, self.on_save = points, cfg, out / "ckpt.pt", on_save
+        torch.manual_seed(cfg.seed)
+        data = load_oriented_points(points, n_samples=cfg.n_samples, k_normals=cfg.k_normals, seed=cfg.seed)
+        self.norm = Normalization.from_dict(ckpt["meta"]["normalization"]) if ckpt else Normalization.fit(data.points)
+        self.device = field_device(cfg.model)
+        self.model = build_sdf_field(cfg.model, **cfg.model_options).to(self.device)
+        self.sampler = _Sampler(data, self.norm, cfg)
+        if cfg.loss == "igr" and cfg.far_weight:
+            n_far = cfg.steps * _n_uniform(cfg)  # draws the run can make
+            self.sampler.build_far_pool(min(FAR_POOL, max(4096, n_far)), torch.Generator().manual_seed(cfg.seed + 2))
+        if cfg.loss in ("deepsdf", "occupancy"):
+            self.sampler.build_pool(max(200_000, 2 * len(self.sampler.pts)), torch.Generator().manual_seed(cfg.seed + 1))
+        self.sampler.to(self.device)
+        self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        self.opt = adam(self.model.parameters(), lr=float(cfg.lr))  # type: ignore[arg-type]  # resolved
+        self.start, self.elapsed0 = 0, 0.0
+        lr_scale = 1.0
+        if ckpt is not None:
+            self.model.load_state_dict(ckpt["state"])
+            if ckpt.get("optimizer"):
+                self.opt.load_state_dict(ckpt["optimizer"])
+            set_rng_state(ckpt.get("rng"), self.gen)
+            self.start, self.elapsed0 = int(ckpt["step"]), float(ckpt["meta"].get("train_seconds", 0.0))
+            lr_scale = float(ckpt["meta"].get("lr_scale", 1.0))
+        for group in self.opt.param_groups:  # the schedule's base is the configured lr, not a resumed one
+            group["initial_lr"] = float(cfg.lr)  # type: ignore[arg-type]
+        self.guard = NonFiniteGuard(self.opt, lr_scale=lr_scale)
+        self.t0 = time.monotonic()
+        self.scheduler = lr_schedule(self.opt, self.lr_factor, self.guard)
+        self.scheduler.last_epoch = self.start - 1
+        self.scheduler.step()  # the lr of the first step to run
+        self.loss_fn = _loss_fn(self.model, self.sampler, cfg, self.gen)
+
+    def lr_factor(self, step: int) -> float:
+        """The schedule's factor for ``step`` (before the guard's back-off)."""
+        progress = step / self.cfg.steps
+        if self.cfg.time_budget:
+            progress = max(progress, (time.monotonic() - self.t0) / self.cfg.time_budget)
+        return self.cfg.lr_final_ratio ** min(progress, 1.0)
+
+    def step(self, step: int) -> dict[str, torch.Tensor]:
+        loss, terms = self.loss_fn()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.guard.step(loss)
+        self.scheduler.step()
+        return {"loss": loss.detach(), **terms}
+
+    def save(self, step: int) -> None:
+        cfg = self.cfg
+        meta = {
+            "normalization": self.norm.as_dict(),
+            "source": str(self.points),
+            "n_points": int(len(self.sampler.pts)),
+            "train_seconds": self.elapsed0 + time.monotonic() - self.t0,
+            "lr_scale": self.guard.lr_scale,
+        }
+        conf = asdict(cfg) | {"model_config": self.model.config_dict()}
+        save_checkpoint(self.ckpt_path, "sdf", conf, self.model.state_dict(), optimizer=self.opt.state_dict(),
+                        rng=rng_state(self.gen), step=step, meta=meta)
+        if self.on_save is not None:
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+                self.on_save(step, self.ckpt_path)  # e.g. a preview render must not shift the random stream
+
+    def run(self, on_step: Callable[[int, dict[str, float]], None] | None = None) -> LoopResult:
+        return run_loop(
+            self.step, start_step=self.start, total_steps=self.cfg.steps, time_budget=self.cfg.time_budget,
+            save=self.save, checkpoint_every=self.cfg.checkpoint_every, on_step=on_step, guard=self.guard,
+            log_every=log_interval(self.device),
+        )

@@ -1,0 +1,6 @@
+"""Metrics: image quality (:mod:`taichifield.metrics.image`). Mesh metrics are in
+:mod:`taichifield.geometry.metrics`."""
+
+from .image import psnr, psnr_images, ssim
+
+__all__ = ["psnr", "psnr_images", "ssim"]
