@@ -22,8 +22,9 @@ import numpy as np
 import taichi as ti
 import torch
 
-from .marching_cubes import tables
-from .mc_kernels import _CORNERS, cell_row, write_centre
+from ..errors import ResourceError
+from .marching_cubes import exclusive_cumsum, tables
+from .mc_kernels import _CORNERS, MIN_WEIGHT, cell_row, write_centre
 
 __all__ = ["canonicalise", "bricks_marching_cubes"]
 
@@ -150,13 +151,6 @@ def _emit(vals: ti.types.ndarray(ndim=4), origin: ti.types.ndarray(), brick_map:
                             t += 1
 
 
-def _exclusive(counts: torch.Tensor) -> tuple[torch.Tensor, int]:
-    flat = counts.reshape(-1).to(torch.int64)
-    inc = torch.cumsum(flat, 0)
-    total = int(inc[-1]) if flat.numel() else 0
-    return (inc - flat).to(torch.int32).reshape(counts.shape).contiguous(), total
-
-
 def bricks_marching_cubes(vals: torch.Tensor, origin: torch.Tensor, brick_map: torch.Tensor, resolution: int,
                           level: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Marching cubes over canonicalised bricks.
@@ -173,18 +167,19 @@ def bricks_marching_cubes(vals: torch.Tensor, origin: torch.Tensor, brick_map: t
     n, S = vals.shape[0], vals.shape[1]
     B = S - 1
     if n * 3 * S**3 >= 2**31 - 2**24:
-        from ..errors import ResourceError
-
         raise ResourceError(f"extract_mesh: {n} surface bricks exceed the int32 vertex-key range; lower the resolution")
     case_base, case_ambig, tri_table = (t.to(dev) for t in tables())
     tcount = torch.empty((n, B, B), dtype=torch.int32, device=dev)
     ccount = torch.empty((n, B, B), dtype=torch.int32, device=dev)
-    empty = torch.zeros((0, 3), dtype=torch.float32), torch.zeros((0, 3), dtype=torch.int64)
+    empty = (torch.zeros((0, 3), dtype=torch.float32, device=dev), torch.zeros((0, 3), dtype=torch.int64, device=dev))
     if n == 0:
         return empty
     _count(vals, origin, level, resolution, case_base, case_ambig, tri_table, tcount, ccount)
-    toff, n_faces = _exclusive(tcount)
-    coff, n_centres = _exclusive(ccount)
+    offsets, totals = exclusive_cumsum(torch.stack([tcount, ccount], dim=-1))
+    toff, coff = offsets[..., 0].contiguous(), offsets[..., 1].contiguous()
+    n_faces, n_centres = totals.tolist()  # the one host sync before the emit pass
+    if n_faces >= 2**31:
+        raise ResourceError(f"extract_mesh: {n_faces} triangles exceed the int32 index range; lower the resolution")
     if n_faces == 0:
         return empty
     centre_key0 = n * 3 * S**3
@@ -207,7 +202,7 @@ def bricks_marching_cubes(vals: torch.Tensor, origin: torch.Tensor, brick_map: t
     far = local + step
     v0 = vals[slot, la, lb, lc] - level
     v1 = vals[slot, far[:, 0], far[:, 1], far[:, 2]] - level
-    w = (v0 / (v0 - v1)).unsqueeze(1)
+    w = (v0 / (v0 - v1)).clamp(MIN_WEIGHT, 1.0 - MIN_WEIGHT).unsqueeze(1)  # as mc_kernels.edge_weight
     edge_pos = origin[slot].to(torch.float32) + local.to(torch.float32) + w * step.to(torch.float32)
     verts = torch.empty((uniq.shape[0], 3), dtype=torch.float32, device=dev)
     verts[is_edge] = edge_pos

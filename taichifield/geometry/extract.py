@@ -263,5 +263,5 @@ def extract_mesh(
     # 3. one value per grid point, then marching cubes on the bricks
     canonicalise(vals, origin, brick_map, R)
     verts, faces = bricks_marching_cubes(vals, origin, brick_map, R, level)
-    world = torch.from_numpy(lo).to(verts) + verts * torch.from_numpy(cell).to(verts)
-    return world.cpu().numpy().astype(np.float32), faces.cpu().numpy()
+    world = verts.cpu().numpy().astype(np.float64) * cell + lo  # one rounding to float32, at the end
+    return world.astype(np.float32), faces.cpu().numpy()

@@ -25,12 +25,30 @@ import taichi as ti
 
 from . import mc_tables
 
-__all__ = ["cell_row", "cell_row_of_mask", "write_centre", "pack_signs", "scan", "cases", "emit"]
+__all__ = ["MIN_WEIGHT", "edge_weight", "cell_row", "cell_row_of_mask", "write_centre", "pack_signs", "scan", "cases",
+           "emit"]
+
+#: Smallest distance, in cells, between an edge vertex and either end of its edge.
+#: A corner exactly at the level counts as below it (the sign rule is ``value > level``),
+#: so every edge from it to a corner above crosses the level there; without a floor all
+#: those vertices would land on the corner itself, and welding them would collapse
+#: triangles and leave edges with one or four faces. 2^-12 keeps the vertex exactly
+#: representable in float32 at voxel coordinates below 4096 (12 integer + 12 fraction
+#: bits) and moves it by at most 2.4e-4 cells, far below marching cubes' own error.
+MIN_WEIGHT = 2.0**-12
 
 _FACES = [[int(c) for c in f] for f in mc_tables.FACE_CORNERS]
 _CORNERS = [[int(c) for c in p] for p in mc_tables.CORNERS]
 _EDGES = [[int(c) for c in e] for e in mc_tables.EDGES]
 
+
+
+@ti.func
+def edge_weight(a: ti.f32, b: ti.f32) -> ti.f32:
+    """Where the level crosses an edge, as a fraction of the way from its first corner:
+    ``a / (a - b)`` held in ``[MIN_WEIGHT, 1 - MIN_WEIGHT]`` (``a``, ``b``: the corner values
+    minus the level, ``a > 0`` or ``b > 0`` but not both)."""
+    return ti.min(ti.max(a / (a - b), MIN_WEIGHT), 1.0 - MIN_WEIGHT)
 
 
 @ti.func
@@ -225,7 +243,7 @@ def write_centre(verts: ti.template(), n: ti.i32, d, i: ti.i32, j: ti.i32, k: ti
     for e in ti.static(range(12)):
         a, b = ti.static(_EDGES[e][0], _EDGES[e][1])
         if (d[a] > 0) != (d[b] > 0):
-            w = d[a] / (d[a] - d[b])
+            w = edge_weight(d[a], d[b])
             acc += ti.math.vec3(_CORNERS[a]) * (1 - w) + ti.math.vec3(_CORNERS[b]) * w
             cnt += 1
     acc = acc / cnt
@@ -284,13 +302,13 @@ def emit(
                 n = n00 + _count_below(fx00, fy00, fz00, b)
                 a = vol[i, j, k] - level
                 if _bit(fx00, b):
-                    verts[n, 0], verts[n, 1], verts[n, 2] = i + a / (a - (vol[i1, j, k] - level)), j, k
+                    verts[n, 0], verts[n, 1], verts[n, 2] = i + edge_weight(a, vol[i1, j, k] - level), j, k
                     n += 1
                 if _bit(fy00, b):
-                    verts[n, 0], verts[n, 1], verts[n, 2] = i, j + a / (a - (vol[i, j1, k] - level)), k
+                    verts[n, 0], verts[n, 1], verts[n, 2] = i, j + edge_weight(a, vol[i, j1, k] - level), k
                     n += 1
                 if _bit(fz00, b):
-                    verts[n, 0], verts[n, 1], verts[n, 2] = i, j, k + a / (a - (vol[i, j, k + 1] - level))
+                    verts[n, 0], verts[n, 1], verts[n, 2] = i, j, k + edge_weight(a, vol[i, j, k + 1] - level)
             if cells:
                 s00, s10, s01, s11 = _word(bits, i, j, w), _word(bits, i1, j, w), _word(bits, i, j1, w), _word(bits, i1, j1, w)
                 t00 = (s00 >> 1) | (_word(bits, i, j, w + 1) << 31)
