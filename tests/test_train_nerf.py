@@ -12,7 +12,7 @@ import torch
 from taichifield.fields.nerf import NerfConfig
 from taichifield.train.nerf import NerfTrainConfig, run_train_nerf
 from taichifield.train.nerf_render import load_nerf, render_view
-from taichifield.train.ssim import psnr_images, ssim
+from taichifield.metrics.image import psnr_images, ssim
 
 TINY_MODEL = NerfConfig(n_levels=4, log2_table_size=12, max_resolution=128)
 
@@ -60,9 +60,9 @@ def test_training_reduces_loss_and_writes_run(tiny_scene, tmp_path) -> None:
 
 
 def _pose() -> torch.Tensor:
-    from taichifield.scenes.lego import look_at
+    from taichifield.cameras import look_at
 
-    return look_at(torch.tensor([[0.0, -4.0, 2.0]]))[0].float()
+    return look_at(torch.tensor([0.0, -4.0, 2.0]), torch.zeros(3), up=(0.0, 0.0, 1.0)).float()
 
 
 def test_resume_after_sigterm_matches_uninterrupted_run(tiny_scene, tmp_path) -> None:
@@ -107,7 +107,7 @@ def test_ssim_matches_skimage_and_psnr() -> None:
 def _dense_field_and_rays(seed: int = 0):  # type: ignore[no-untyped-def]
     """A tiny NerfField with an opaque ball (so culling drops samples), a full grid and rays."""
     from taichifield.fields.nerf import NerfField
-    from taichifield.train.nerf_render import make_grid
+    from taichifield.render.raymarch import OccupancyGrid
 
     class DenseBall(NerfField):
         def _geometry(self, x: torch.Tensor):  # type: ignore[no-untyped-def]
@@ -120,7 +120,7 @@ def _dense_field_and_rays(seed: int = 0):  # type: ignore[no-untyped-def]
     with torch.no_grad():
         for p in field.encoding_parameters():
             p.uniform_(-0.5, 0.5)
-    grid = make_grid(aabb, 16)
+    grid = OccupancyGrid(aabb, resolution=16)
     grid.bits.fill_(-1)
     g = torch.Generator().manual_seed(seed + 1)
     n = 256
@@ -152,7 +152,7 @@ def test_trainer_render_matches_reference_image_and_gradients() -> None:
     field.zero_grad(set_to_none=True)
 
     torch.manual_seed(5)  # the same jitter as the reference
-    out = nerf_render.render_train_rays(field, grid, o, d, near=2.0, far=4.5, step_size=0.02, background=bg,
+    out = nerf_render.render_nerf_rays(field, grid, o, d, near=2.0, far=4.5, step_size=0.02, background=bg,
                                         perturb=True)
     assert out["n_samples"] == n_marched
     assert 0 < out["n_evaluated"] < 0.8 * n_marched  # opaque parts: hidden samples are not evaluated
@@ -170,7 +170,7 @@ def test_trainer_render_with_no_samples_keeps_a_graph() -> None:
 
     field, grid, o, d, bg = _dense_field_and_rays()
     grid.bits.zero_()
-    out = nerf_render.render_train_rays(field, grid, o, d, near=2.0, far=4.5, step_size=0.02, background=bg,
+    out = nerf_render.render_nerf_rays(field, grid, o, d, near=2.0, far=4.5, step_size=0.02, background=bg,
                                         perturb=False)
     assert torch.equal(out["rgb"].detach(), bg) and out["n_samples"] == 0 and out["n_evaluated"] == 0
     out["rgb"].sum().backward()  # a step with nothing to render must not crash the trainer

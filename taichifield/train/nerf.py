@@ -35,10 +35,12 @@ from ..atomic import atomic_path
 from ..errors import InputError
 from ..fields.nerf import NerfConfig, NerfField
 from .checkpoint import load_checkpoint, save_checkpoint
-from .loop import NonFiniteGuard, adam, psnr, rng_state, run_loop, set_rng_state
-from .nerf_render import make_grid, render_train_rays, render_view
+from ..metrics.image import psnr
+from ..pipelines.nerf import NerfModel
+from .loop import NonFiniteGuard, adam, log_interval, lr_schedule, rng_state, run_loop, set_rng_state
+from .nerf_render import render_nerf_rays, render_view
 
-__all__ = ["NerfTrainConfig", "NerfTrainResult", "run_train_nerf", "default_run_dir"]
+__all__ = ["NerfTrainConfig", "NerfTrainResult", "NerfTrainer", "run_train_nerf", "default_run_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,10 @@ class NerfTrainConfig:
     """Occupancy grid cells per side; None: 128 on CUDA (Instant-NGP), 64 on the CPU (cheaper updates)."""
     render_steps: int = 1024
     """Marching step = box diagonal / sqrt(3) * sqrt(3) / render_steps (Instant-NGP: sqrt(3)/1024 of the unit box)."""
+    cull_samples: bool | None = None
+    """Before the full field runs, drop marched samples hidden behind surfaces (a no-grad
+    density pass; fewer MLP evaluations, one more host sync). None: on for the CPU, where
+    compute dominates and syncs are free; off on a GPU (one sync per step)."""
     random_background: bool = True
     """Composite RGBA training images on a random colour per ray."""
     eval_views: int = 4
@@ -128,6 +134,7 @@ def _step_size(aabb: torch.Tensor, render_steps: int) -> float:
 
 
 def _lr_factor(step: int, total: int, enabled: bool) -> float:
+    """MultiStepLR's factor: 0.33 at each of 50%, 75% and 90% of the run (Instant-NGP/nerfacc)."""
     if not enabled:
         return 1.0
     return 0.33 ** sum(step >= int(total * f) for f in (0.5, 0.75, 0.9))
@@ -146,13 +153,10 @@ def run_train_nerf(
         config: the run; with ``resume`` its ``steps``/``time_budget``/``out`` override the
             saved ones, everything else comes from the checkpoint.
         resume: a run folder or ``ckpt.pt`` to continue.
-        progress: ``progress(step, stats)`` after each step (stats: loss, psnr, samples_per_s, rays, lr).
+        progress: ``progress(step, stats)`` after each step (stats: loss, psnr, samples_per_s, rays, lr;
+            read from the device every ``log_every`` steps).
         scene_progress: forwarded to :func:`taichifield.scenes.prepare_scene` (first-use rendering).
     """
-    from ..data import generate_rays, load_scene
-    from ..data.rays import pixels
-    from ..scenes.prepare import prepare_scene
-
     ckpt = None
     if resume is not None:
         ckpt = load_checkpoint(resume, kind="nerf")
@@ -160,124 +164,166 @@ def run_train_nerf(
         saved.steps, saved.time_budget = config.steps, config.time_budget
         saved.out = config.out or str(Path(resume).parent if Path(resume).is_file() else Path(resume))
         config = saved
-    run_dir = Path(config.out) if config.out else default_run_dir(config.scene)
-    config.out = str(run_dir)
-    dev = runtime.device()
-    if ckpt is None:
-        torch.manual_seed(config.seed)
+    trainer = NerfTrainer(config, ckpt, scene_progress=scene_progress)
+    return trainer.run(progress)
 
-    prepare_scene(config.scene, splits=["train", "test"] if config.eval_views else ["train"], progress=scene_progress)
-    views = load_scene(config.scene, "train", config.downscale)
-    images = views.images.to(dev)
-    views.images = images
-    views.c2w = views.c2w.to(dev)
-    n_img, H, W = len(views), views.height, views.width
-    aabb = views.aabb.to(dev)
-    step_size = _step_size(aabb, config.render_steps)
-    use_alpha = views.has_alpha
 
-    field = NerfField(config.model, aabb).to(dev)
-    if config.grid_resolution is None:
-        config.grid_resolution = 128 if dev.type == "cuda" else 64
-    grid = make_grid(aabb, config.grid_resolution)
-    decay_ids = {id(p) for p in field.mlp_parameters()}
-    groups = [
-        {"params": field.encoding_parameters(), "weight_decay": 0.0},
-        {"params": [p for p in field.parameters() if id(p) in decay_ids], "weight_decay": config.weight_decay},
-    ]
-    optimizer = adam(groups, lr=config.lr, betas=config.betas, eps=config.eps)
-    guard = NonFiniteGuard(optimizer)
-    target = config.target_samples or (1 << 18 if dev.type == "cuda" else 1 << 16)
-    state: dict[str, Any] = {"n_rays": config.init_rays, "psnr_ema": 0.0, "base_lr": config.lr}
-    start_step = 0
-    if ckpt is not None:
-        st = ckpt["state"]
-        field.load_state_dict({k[6:]: v.to(dev) for k, v in st.items() if k.startswith("field.")})
-        grid.load_state_dict({k[5:]: v.to(dev) for k, v in st.items() if k.startswith("grid.")})
-        optimizer.load_state_dict(ckpt["optimizer"])
-        set_rng_state(ckpt["rng"])
-        state.update({k: ckpt["meta"]["trainer"][k] for k in ("n_rays", "psnr_ema", "base_lr")})
-        start_step = int(ckpt["step"])
-    density_fn = field.density
-    t_train = time.monotonic()
-    last_t = [time.monotonic()]
+class NerfTrainer:
+    """The state of one NeRF run, named: data on the device, the model (field + occupancy
+    grid), optimiser, non-finite guard, learning-rate schedule, adaptive ray count and the
+    running PSNR. :func:`run_train_nerf` builds one and calls :meth:`run`.
 
-    def step_fn(step: int) -> dict[str, float] | None:
-        lr = state["base_lr"] * _lr_factor(step, config.steps, config.lr_decay)
-        for g in optimizer.param_groups:
-            g["lr"] = lr
-        # the untrained field's density says nothing: its first estimate (kept by the EMA's max)
-        # would hold the threshold up and empty the grid, so the first update waits
-        if step >= config.grid_start and grid.update(step, density_fn) and not bool(grid.bits.any()):
-            # nearly uniform densities (e.g. at initialisation) can leave every cell at or
-            # below the mean-based threshold: march everywhere rather than nowhere
-            grid.bits.fill_(-1)
-        n = int(state["n_rays"])
-        idx = torch.randint(0, n_img, (n,), device=dev)
-        px = torch.randint(0, W, (n,), device=dev)
-        py = torch.randint(0, H, (n,), device=dev)
-        rays_o, rays_d = generate_rays(views, idx, px, py)
-        raw = pixels(views, idx, px, py)
-        if use_alpha:
-            bg = torch.rand(n, 3, device=dev) if config.random_background else torch.ones(n, 3, device=dev)
+    Device: everything lives on :func:`taichifield.runtime.device` and every random number
+    (pixels, backgrounds, jitter, grid cells) is drawn there. Host syncs per step: one to
+    size the marched samples, plus one when culling (``cull_samples``, the CPU default);
+    stats are read every ``log_every`` steps.
+    """
+
+    def __init__(self, config: NerfTrainConfig, ckpt: dict[str, Any] | None = None,
+                 scene_progress: Callable[[int, int, str], None] | None = None) -> None:
+        from ..data import load_scene
+        from ..scenes.prepare import prepare_scene
+
+        self.config = config
+        self.run_dir = Path(config.out) if config.out else default_run_dir(config.scene)
+        config.out = str(self.run_dir)
+        dev = self.device = runtime.device()
+        if ckpt is None:
+            torch.manual_seed(config.seed)
+        prepare_scene(config.scene, splits=["train", "test"] if config.eval_views else ["train"],
+                  limits={"test": config.eval_views}, progress=scene_progress)
+        views = load_scene(config.scene, "train", config.downscale)
+        views.images = views.images.to(dev)
+        views.c2w = views.c2w.to(dev)
+        self.views = views
+        aabb = views.aabb.to(dev)
+        self.step_size = _step_size(aabb, config.render_steps)
+        if config.grid_resolution is None:
+            config.grid_resolution = 128 if dev.type == "cuda" else 64
+        if config.cull_samples is None:
+            config.cull_samples = dev.type == "cpu"
+        self.model = NerfModel.build(config.model, aabb, config.grid_resolution, dev)
+        field = self.model.field
+        decay_ids = {id(p) for p in field.mlp_parameters()}
+        groups = [
+            {"params": field.encoding_parameters(), "weight_decay": 0.0},
+            {"params": [p for p in field.parameters() if id(p) in decay_ids], "weight_decay": config.weight_decay},
+        ]
+        self.optimizer = adam(groups, lr=config.lr, betas=config.betas, eps=config.eps)
+        self.target = config.target_samples or (1 << 18 if dev.type == "cuda" else 1 << 16)
+        self.n_rays = config.init_rays
+        self.psnr_ema: torch.Tensor | None = None
+        self.start_step = 0
+        lr_scale = 1.0
+        if ckpt is not None:
+            self.model.load_state_dict({k: v.to(dev) for k, v in ckpt["state"].items()})
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            set_rng_state(ckpt["rng"])
+            trainer = ckpt["meta"]["trainer"]
+            self.n_rays = int(trainer["n_rays"])
+            self.psnr_ema = torch.tensor(float(trainer["psnr_ema"]), device=dev) if trainer["psnr_ema"] else None
+            # version 1 stored the backed-off base lr instead of the scale
+            lr_scale = float(trainer.get("lr_scale", float(trainer.get("base_lr", config.lr)) / config.lr))
+            self.start_step = int(ckpt["step"])
+        for group in self.optimizer.param_groups:
+            group["initial_lr"] = config.lr
+        self.guard = NonFiniteGuard(self.optimizer, lr_scale=lr_scale)
+        self.scheduler = lr_schedule(self.optimizer, lambda step: _lr_factor(step, config.steps, config.lr_decay),
+                                      self.guard, self.start_step)
+
+        self.last_t = time.monotonic()
+        self.preview = _ProgressView(config, self.run_dir / "progress", views.width) if config.progress_images else None
+
+    def _batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``n`` random training pixels: rays (n, 3) x2, target colours (n, 3), backgrounds (n, 3)."""
+        from ..data import generate_rays
+        from ..data.rays import pixels
+
+        v, dev = self.views, self.device
+        idx = torch.randint(0, len(v), (n,), device=dev)
+        px = torch.randint(0, v.width, (n,), device=dev)
+        py = torch.randint(0, v.height, (n,), device=dev)
+        rays_o, rays_d = generate_rays(v, idx, px, py)
+        raw = pixels(v, idx, px, py)
+        if v.has_alpha:
+            bg = torch.rand(n, 3, device=dev) if self.config.random_background else torch.ones(n, 3, device=dev)
             gt = raw[:, :3] * raw[:, 3:4] + bg * (1 - raw[:, 3:4])
         else:
             bg = torch.ones(n, 3, device=dev)
             gt = raw[:, :3]
-        out = render_train_rays(field, grid, rays_o, rays_d, near=views.near, far=views.far,
-                                step_size=step_size, background=bg, perturb=True)
+        return rays_o, rays_d, gt, bg
+
+    def step(self, step: int) -> dict[str, Any]:
+        config, grid, field = self.config, self.model.grid, self.model.field
+        lr = self.optimizer.param_groups[0]["lr"]
+        # the untrained field's density says nothing: its first estimate (kept by the EMA's max)
+        # would hold the threshold up and empty the grid, so the first update waits
+        if step >= config.grid_start and grid.update(step, field.density):
+            # nearly uniform densities (e.g. at initialisation) can leave every cell at or below
+            # the mean-based threshold: march everywhere rather than nowhere (decided on the device)
+            grid.bits.copy_(torch.where(grid.bits.any(), grid.bits, torch.full_like(grid.bits, -1)))
+        n = self.n_rays
+        rays_o, rays_d, gt, bg = self._batch(n)
+        out = render_nerf_rays(field, grid, rays_o, rays_d, near=self.views.near, far=self.views.far,
+                               step_size=self.step_size, background=bg, perturb=True, cull=bool(config.cull_samples))
         err = out["rgb"] - gt
         mse = (err * err).mean()
         loss = torch.nn.functional.huber_loss(out["rgb"], gt, delta=0.1) if config.loss == "huber" else mse
-        optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        n_samples = int(out["n_evaluated"])
+        self.guard.step(loss)
+        self.scheduler.step()
         # adapt the ray count to the sample budget (Instant-NGP); the density-only pass over
-        # marched samples costs about a quarter of a full forward+backward per sample
-        per_ray = max((n_samples + 0.25 * int(out["n_samples"])) / n, 1.0)
-        state["n_rays"] = int(min(max(target / per_ray, 32), config.max_rays))
-        if not guard.check(loss):
-            state["base_lr"] = optimizer.param_groups[0]["lr"] / max(_lr_factor(step, config.steps, config.lr_decay), 1e-12)
-            return None
-        optimizer.step()
+        # marched samples costs about a quarter of a full forward+backward per sample. Both
+        # counts are tensor sizes the host knows: no sync.
+        n_eval, n_marched = int(out["n_evaluated"]), int(out["n_samples"])
+        cull_cost = 0.25 * n_marched if config.cull_samples else 0.0
+        per_ray = max((n_eval + cull_cost) / n, 1.0)
+        self.n_rays = int(min(max(self.target / per_ray, 32), config.max_rays))
+        p = psnr(mse.detach())
+        if self.psnr_ema is None:
+            self.psnr_ema = p
+        else:  # a skipped (non-finite) step leaves the running value alone
+            self.psnr_ema = torch.where(torch.isfinite(p), 0.9 * self.psnr_ema + 0.1 * p, self.psnr_ema)
         now = time.monotonic()
-        dt, last_t[0] = now - last_t[0], now
-        p = psnr(float(mse.detach()))
-        state["psnr_ema"] = p if state["psnr_ema"] == 0 else 0.9 * state["psnr_ema"] + 0.1 * p
-        return {"loss": float(loss.detach()), "psnr": state["psnr_ema"], "samples_per_s": n_samples / max(dt, 1e-9),
-                "rays": float(n), "lr": lr,
-                "marched": float(out["n_samples"]), "evaluated": float(n_samples)}
+        dt, self.last_t = now - self.last_t, now
+        return {"loss": loss.detach(), "psnr": self.psnr_ema, "samples_per_s": n_eval / max(dt, 1e-9),
+                "rays": float(n), "lr": lr, "marched": float(n_marched), "evaluated": float(n_eval)}
 
-    preview = _ProgressView(config, run_dir / "progress", W) if config.progress_images else None
-
-    def save(step: int) -> None:
-        if preview is not None:
-            preview.write(step, field, grid, step_size)
-        st = {f"field.{k}": v for k, v in field.state_dict().items()}
-        st.update({f"grid.{k}": v for k, v in grid.state_dict().items()})
-        save_checkpoint(run_dir / "ckpt.pt", "nerf",
+    def save(self, step: int) -> None:
+        config, views = self.config, self.views
+        if self.preview is not None:
+            self.preview.write(step, self.model.field, self.model.grid, self.step_size)
+        trainer = {"n_rays": self.n_rays, "psnr_ema": float(self.psnr_ema) if self.psnr_ema is not None else 0.0,
+                   "lr_scale": self.guard.lr_scale}
+        save_checkpoint(self.run_dir / "ckpt.pt", "nerf",
                         {"model": config.model.to_dict(), "train": config.to_dict(), "scene": config.scene},
-                        st, optimizer=optimizer.state_dict(), rng=rng_state(), step=step,
-                        meta={"trainer": dict(state), "step_size": step_size, "near": views.near, "far": views.far,
+                        self.model.state_dict(), optimizer=self.optimizer.state_dict(), rng=rng_state(), step=step,
+                        meta={"trainer": trainer, "step_size": self.step_size, "near": views.near, "far": views.far,
                               "eval_background": [1.0, 1.0, 1.0], "downscale": config.downscale,
-                              "width": W, "height": H})
+                              "width": views.width, "height": views.height})
 
-    field.train()
-    result = run_loop(step_fn, start_step=start_step, total_steps=config.steps, time_budget=config.time_budget,
-                      save=save, checkpoint_every=config.checkpoint_every,
-                      checkpoint_seconds=config.checkpoint_seconds, on_step=progress, guard=guard)
-    field.eval()
-    test_psnr = _test_psnr(config, field, grid, step_size) if config.eval_views else None
-    metrics = {
-        "steps": result.step, "seconds": round(time.monotonic() - t_train, 2), "train_seconds": round(result.seconds, 2),
-        "stopped": result.stopped, "skipped_steps": result.skipped_steps,
-        "train_psnr": round(state["psnr_ema"], 3), "test_psnr": None if test_psnr is None else round(test_psnr, 3),
-        "test_views": config.eval_views, "scene": config.scene, "downscale": config.downscale,
-        "encoding": config.model.encoding, "arch": runtime.current_arch(),
-    }
-    with atomic_path(run_dir / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-    return NerfTrainResult(run_dir, result.step, result.seconds, result.stopped, state["psnr_ema"], test_psnr)
+    def run(self, progress: ProgressFn | None = None) -> NerfTrainResult:
+        config, field, grid = self.config, self.model.field, self.model.grid
+        t_train = time.monotonic()
+        field.train()
+        result = run_loop(self.step, start_step=self.start_step, total_steps=config.steps,
+                          time_budget=config.time_budget, save=self.save, checkpoint_every=config.checkpoint_every,
+                          checkpoint_seconds=config.checkpoint_seconds, on_step=progress, guard=self.guard,
+                          log_every=log_interval(self.device))
+        field.eval()
+        test_psnr = _test_psnr(config, field, grid, self.step_size) if config.eval_views else None
+        train_psnr = float(self.psnr_ema) if self.psnr_ema is not None else 0.0
+        metrics = {
+            "steps": result.step, "seconds": round(time.monotonic() - t_train, 2), "train_seconds": round(result.seconds, 2),
+            "stopped": result.stopped, "skipped_steps": result.skipped_steps,
+            "train_psnr": round(train_psnr, 3), "test_psnr": None if test_psnr is None else round(test_psnr, 3),
+            "test_views": config.eval_views, "scene": config.scene, "downscale": config.downscale,
+            "encoding": config.model.encoding, "arch": runtime.current_arch(),
+        }
+        with atomic_path(self.run_dir / "metrics.json") as tmp:
+            tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+        return NerfTrainResult(self.run_dir, result.step, result.seconds, result.stopped, train_psnr, test_psnr)
 
 
 class _ProgressView:
@@ -319,7 +365,7 @@ class _ProgressView:
 def _test_psnr(config: NerfTrainConfig, field: NerfField, grid: Any, step_size: float) -> float:
     """Mean PSNR over the first ``eval_views`` test views, on white."""
     from ..data import load_scene
-    from .ssim import psnr_images
+    from ..metrics.image import psnr_images
 
     try:
         test = load_scene(config.scene, "test", config.downscale)

@@ -15,7 +15,8 @@ import torch
 
 from ..atomic import atomic_path
 from ..errors import InputError
-from .nerf_render import LoadedNerf, load_nerf, orbit_poses, render_view
+from ..pipelines.nerf import NerfModel
+from .nerf_render import load_nerf, orbit_poses, render_view
 from ..metrics.image import psnr_images, ssim
 
 __all__ = ["EvalResult", "evaluate_nerf", "render_split", "render_orbit", "mesh_nerf"]
@@ -42,16 +43,16 @@ class EvalResult:
                 "per_view": self.per_view}
 
 
-def _load_views(scene: str, split: str, downscale: int | None, loaded: LoadedNerf, progress: Callable | None):  # type: ignore[no-untyped-def]
+def _load_views(scene: str, split: str, downscale: int | None, loaded: NerfModel, progress: Callable | None, limit: int | None = None):  # type: ignore[no-untyped-def]
     from ..data import load_scene
     from ..scenes.prepare import prepare_scene
 
-    prepare_scene(scene, splits=[split], progress=progress)
+    prepare_scene(scene, splits=[split], limits={split: limit}, progress=progress)  # only the views asked for
     k = int(downscale if downscale is not None else loaded.meta.get("downscale", 1))
     return load_scene(scene, split, k)
 
 
-def _render_index(loaded: LoadedNerf, views, i: int) -> torch.Tensor:  # type: ignore[no-untyped-def]
+def _render_index(loaded: NerfModel, views, i: int) -> torch.Tensor:  # type: ignore[no-untyped-def]
     return render_view(loaded.field, loaded.grid, views.c2w[i], views.width, views.height, views.fx, views.fy,
                        views.cx, views.cy, near=views.near, far=views.far, step_size=loaded.step_size,
                        background=loaded.background, distortion=views.distortion)
@@ -73,7 +74,7 @@ def evaluate_nerf(ckpt: PathArg, scene: str, split: str = "test", *, downscale: 
     (mean absolute RGB error, x4, black = exact).
     """
     loaded = load_nerf(ckpt)
-    views = _load_views(scene, split, downscale, loaded, scene_progress)
+    views = _load_views(scene, split, downscale, loaded, scene_progress, limit)
     n = len(views) if limit is None else min(int(limit), len(views))
     if n < 1:
         raise InputError(f"{scene}: split {split!r} has no views to evaluate")
@@ -107,7 +108,7 @@ def render_split(ckpt: PathArg, scene: str, out_dir: PathArg, split: str = "test
                  scene_progress: SceneProgress | None = None) -> list[Path]:
     """Write ``out_dir/<frame file name>.png`` for the split's views, in order (RGB on white)."""
     loaded = load_nerf(ckpt)
-    views = _load_views(scene, split, downscale, loaded, scene_progress)
+    views = _load_views(scene, split, downscale, loaded, scene_progress, limit)
     n = len(views) if limit is None else min(int(limit), len(views))
     out = Path(out_dir)
     written = []

@@ -377,9 +377,8 @@ class SDFTrainer:
             group["initial_lr"] = float(cfg.lr)  # type: ignore[arg-type]
         self.guard = NonFiniteGuard(self.opt, lr_scale=lr_scale)
         self.t0 = time.monotonic()
-        self.scheduler = lr_schedule(self.opt, self.lr_factor, self.guard)
-        self.scheduler.last_epoch = self.start - 1
-        self.scheduler.step()  # the lr of the first step to run
+        self.scheduler = lr_schedule(self.opt, self.lr_factor, self.guard, self.start)
+
         self.loss_fn = _loss_fn(self.model, self.sampler, cfg, self.gen)
 
     def lr_factor(self, step: int) -> float:

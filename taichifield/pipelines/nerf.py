@@ -1,0 +1,128 @@
+"""A trained NeRF as one object: the radiance field and its occupancy grid (nerfacc's
+field + estimator, kaolin-wisp's pipeline).
+
+:class:`NerfModel` is an ``nn.Module``: ``.to(device)`` moves the field and the grid together
+and ``state_dict()`` is what the checkpoint stores (``field.*`` and ``grid.*``, the layout
+version-1 checkpoints already had). Rendering runs on the model's device; rays must be there.
+
+Example::
+
+    model = NerfModel.load("runs/lego/ckpt.pt")          # on runtime.device()
+    out = model.render_rays(rays_o, rays_d, background=torch.ones(3))
+    img = model.render_view(c2w, 400, 400, fx, fy, 200, 200)   # (H, W, 3) on the model's device
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError
+from ..fields.nerf import NerfConfig, NerfField
+from ..render.raymarch import OccupancyGrid
+
+__all__ = ["NerfModel"]
+
+
+class NerfModel(nn.Module):
+    """Field + occupancy grid + the render settings they were trained with.
+
+    Args:
+        field: the radiance field.
+        grid: its occupancy grid (over the field's box).
+        config: the checkpoint's config ``{"model": ..., "train": ..., "scene": ...}``.
+        meta: render settings (``step_size``, ``near``, ``far``, ``eval_background``, ...).
+        step: training steps done.
+    """
+
+    def __init__(self, field: NerfField, grid: OccupancyGrid, config: dict[str, Any] | None = None,
+                 meta: dict[str, Any] | None = None, step: int = 0) -> None:
+        super().__init__()
+        self.field = field
+        self.grid = grid
+        self.config = config or {}
+        self.meta = meta or {}
+        self.step = step
+
+    @classmethod
+    def build(cls, model: NerfConfig, aabb: torch.Tensor, grid_resolution: int,
+              device: torch.device | None = None, **kwargs: Any) -> "NerfModel":
+        """A fresh model over ``aabb`` (2, 3) on ``device`` (default the runtime's)."""
+        from .. import runtime
+
+        dev = runtime.device() if device is None else torch.device(device)
+        field = NerfField(model, aabb).to(dev)
+        grid = OccupancyGrid(aabb, resolution=grid_resolution, device=dev)
+        return cls(field, grid, **kwargs)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], device: torch.device | None = None) -> "NerfModel":
+        """Rebuild a model from a ``kind="nerf"`` checkpoint (or run folder), any format version.
+
+        Raises:
+            CheckpointError: missing/invalid file, not a NeRF checkpoint, or weights that do
+                not fit the checkpoint's config.
+        """
+        from ..train.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(path, kind="nerf")
+        try:
+            cfg = ckpt["config"]
+            state = ckpt["state"]
+            model = cls.build(NerfConfig.from_dict(cfg["model"]), state["field.aabb"],
+                              int(cfg["train"].get("grid_resolution") or 128), device,
+                              config=cfg, meta=ckpt["meta"], step=int(ckpt["step"]))
+            model.load_state_dict(state)
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+            detail = " ".join(str(exc).split())[:120]
+            raise CheckpointError(f"{path}: NeRF checkpoint does not match its config ({type(exc).__name__}: {detail})") from None
+        except CheckpointError as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
+        return model.eval()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def device(self) -> torch.device:
+        return self.grid.device
+
+    @property
+    def bbox(self) -> torch.Tensor:
+        """(2, 3) scene box ``[min, max]`` of the field."""
+        return self.field.aabb
+
+    @property
+    def step_size(self) -> float:
+        return float(self.meta["step_size"])
+
+    @property
+    def background(self) -> tuple[float, float, float]:
+        return tuple(self.meta.get("eval_background", (1.0, 1.0, 1.0)))  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ rendering
+    def render_rays(self, rays_o: torch.Tensor, rays_d: torch.Tensor, *, background: torch.Tensor,
+                    near: float | None = None, far: float | None = None, step_size: float | None = None,
+                    perturb: bool = False, cull: bool = True) -> dict[str, Any]:
+        """Render rays (R, 3) on the model's device: see
+        :func:`taichifield.train.nerf_render.render_nerf_rays` (defaults from :attr:`meta`)."""
+        from ..train.nerf_render import render_nerf_rays
+
+        return render_nerf_rays(self.field, self.grid, rays_o, rays_d, background=background,
+                                near=float(self.meta.get("near", 2.0)) if near is None else near,
+                                far=float(self.meta.get("far", 6.0)) if far is None else far,
+                                step_size=self.step_size if step_size is None else step_size,
+                                perturb=perturb, cull=cull)
+
+    def render_view(self, c2w: torch.Tensor, width: int, height: int, fx: float, fy: float, cx: float, cy: float,
+                    **kwargs: Any) -> torch.Tensor:
+        """One pinhole view (H, W, 3) in [0, 1]: :func:`taichifield.train.nerf_render.render_view`
+        with this model's step size and background unless given."""
+        from ..train.nerf_render import render_view
+
+        kwargs.setdefault("near", float(self.meta.get("near", 2.0)))
+        kwargs.setdefault("far", float(self.meta.get("far", 6.0)))
+        kwargs.setdefault("step_size", self.step_size)
+        kwargs.setdefault("background", self.background)
+        return render_view(self.field, self.grid, c2w, width, height, fx, fy, cx, cy, **kwargs)
