@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import time
+from pathlib import Path
 from typing import Annotated, Any, Callable, TypeVar
 
 import typer
@@ -23,6 +24,7 @@ ArchOption = Annotated[
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars; only the final summary line.")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Random seed (torch, numpy, Taichi).")]
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output instead of refusing it.")]
 
 log = logging.getLogger("taichifield.cli")
 
@@ -59,6 +61,92 @@ def _is_out_of_memory(exc: Exception) -> bool:
     return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text)
 
 
+# Taichi's CUDA allocation failures are RuntimeErrors with the driver's words in them
+_CUDA_OOM_WORDS = ("cuda out of memory", "cuda_error_out_of_memory", "out of cuda pre-allocated memory",
+                   "cuda error out of memory")
+
+#: command (its path after the program name) -> the options that lower its memory use
+_OOM_HINTS = {
+    "train nerf": "lower --target-samples (samples per step) or raise --downscale",
+    "train sdf": "lower --batch-size",
+    "train image": "lower --batch-size or use a smaller image",
+    "mesh sdf": "lower --res",
+    "mesh nerf": "lower --res",
+    "reconstruct hoppe": "lower --res",
+    "render sdf": "lower --width/--height",
+    "render nerf": "lower --resolution or raise --downscale",
+    "eval nerf": "raise --downscale",
+    "view": "lower --sdf-res or --width/--height",
+}
+
+_current_run: list[Path] = []
+
+
+def note_run(folder: Path) -> None:
+    """Record the run folder the command trains into, so an out-of-memory error can point at
+    its last checkpoint (which training never replaces with a half-written one)."""
+    _current_run[:] = [Path(folder)]
+
+
+def _is_cuda_out_of_memory(exc: BaseException) -> bool:
+    try:
+        import torch
+
+        if isinstance(exc, torch.cuda.OutOfMemoryError):
+            return True
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    text = " ".join(str(exc).split()).lower()
+    return isinstance(exc, RuntimeError) and any(w in text for w in _CUDA_OOM_WORDS)
+
+
+def _command_path() -> str:
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    return " ".join(ctx.command_path.split()[1:]) if ctx is not None else ""
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def _cuda_oom_message(exc: BaseException) -> str:
+    """One line: what was asked for, what the GPU holds, the option to lower, the checkpoint kept.
+
+    Example: ``CUDA out of memory during train nerf (tried to allocate 2.00 GiB; GPU 0: 78.9 GiB
+    of 79.3 GiB in use, peak 61.2 GiB by taichifield); lower --target-samples ...; the last
+    checkpoint runs/x/ckpt.pt (step 1500) is kept: continue with --resume``
+    """
+    text = " ".join(str(exc).split())
+    found = re.search(r"tried to allocate ([0-9.]+ ?[KMGT]?i?B)", text, re.IGNORECASE)
+    facts = [f"tried to allocate {found.group(1)}"] if found else []
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            free, total = torch.cuda.mem_get_info()
+            facts.append(f"GPU {torch.cuda.current_device()}: {_gib(total - free)} of {_gib(total)} in use, "
+                         f"peak {_gib(torch.cuda.max_memory_allocated())} by torch")
+    except Exception:  # noqa: BLE001 - the CUDA context may be unusable after the failure
+        pass
+    if not facts:
+        facts.append(text[:120] or type(exc).__name__)
+    command = _command_path()
+    where = f" during {command}" if command else ""
+    hint = _OOM_HINTS.get(command, "lower --res, the image size or the batch size")
+    line = f"CUDA out of memory{where} ({'; '.join(facts)}); {hint}"
+    if _current_run:
+        ckpt = _current_run[0] / "ckpt.pt"
+        if ckpt.is_file():
+            from taichifield.runfolder import describe_run
+
+            line += f"; the last checkpoint {ckpt} is kept ({describe_run(ckpt)}): continue with --resume"
+        else:
+            line += "; no checkpoint was written yet"
+    return line
+
+
 def cli_command(fn: F) -> F:
     """Turn library errors into one ``error: ...`` line and exit code 2, Ctrl-C into 130.
 
@@ -67,6 +155,9 @@ def cli_command(fn: F) -> F:
     * ``OSError`` (missing, unreadable or unwritable files, a full disk): the file and the
       system's reason, exit code 2;
     * ``MemoryError``: what could not be allocated, exit code 2;
+    * CUDA out of memory (``torch.cuda.OutOfMemoryError``, Taichi's CUDA allocation
+      errors): what was asked for, what the GPU holds, which option lowers it, and the last
+      checkpoint of the run (:func:`note_run`), which is kept; exit code 2;
     * anything else is a bug in taichifield: one line saying so, exit code 1; its traceback
       is shown with ``TAICHIFIELD_DEBUG=1`` (and always under pytest).
     """
@@ -75,6 +166,7 @@ def cli_command(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from taichifield.errors import TaichiFieldError
 
+        _current_run.clear()
         try:
             return fn(*args, **kwargs)
         except TaichiFieldError as exc:
@@ -93,6 +185,9 @@ def cli_command(fn: F) -> F:
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as exc:
+            if _is_cuda_out_of_memory(exc):
+                err(_cuda_oom_message(exc))
+                raise typer.Exit(2) from None
             if _is_out_of_memory(exc):  # torch reports failed allocations as RuntimeError
                 detail = " ".join(str(exc).split())
                 detail = detail[detail.find("tried to allocate"):][:120] if "tried to allocate" in detail else detail[:120]

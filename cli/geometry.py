@@ -44,6 +44,7 @@ def eval_mesh_cmd(
     samples: Annotated[int, typer.Option("--samples", min=1, help="Surface samples per mesh.")] = 200_000,
     seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 0,
     grid: Annotated[Optional[Path], typer.Option("--grid", help="Also write a PNG: the reference | the prediction coloured by its distance to it (red >= 2% of the diagonal). Needs a display or Xvfb.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --grid picture instead of refusing.")] = False,
 ) -> None:
     """Compare a mesh to a reference: Chamfer-L1 and F-score at 1% of the reference's
     bounding-box diagonal, and normal consistency.
@@ -52,8 +53,12 @@ def eval_mesh_cmd(
     """
     from taichifield.errors import InputError
 
+    from taichifield.runfolder import check_output_file
+
     if grid is not None and grid.suffix.lower() != ".png":
         raise InputError(f"{grid}: --grid must be a .png file")
+    if grid is not None:
+        check_output_file(grid, overwrite, "--grid")
     m = run_eval_mesh(pred, gt, samples=samples, seed=seed)
     if grid is not None:
         from taichifield.geometry.mesh_io import load_mesh

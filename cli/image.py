@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .apps import train_app
-from .common import ArchOption, Progress, QuietOption, SeedOption, cli_command, start_runtime
+from .common import ArchOption, Progress, QuietOption, SeedOption, cli_command, note_run, start_runtime
 
 
 @train_app.command("image")
@@ -20,6 +20,7 @@ def train_image_command(
     steps: Annotated[int, typer.Option("--steps", help="Adam steps.")] = 1000,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (default: 1e-2 for hashgrid, 2e-3 otherwise).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Random pixels per step (all pixels if the image has fewer).")] = 1 << 14,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run in --out (ckpt.pt, reconstruction, metrics, curves) instead of refusing.")] = False,
     arch: ArchOption = "auto",
     seed: SeedOption = 0,
     quiet: QuietOption = False,
@@ -36,15 +37,20 @@ def train_image_command(
     if encoding not in ENCODINGS:
         raise InputError(f"--encoding {encoding!r}: choose one of {', '.join(ENCODINGS)}")
     chosen = start_runtime(arch, seed)
+    from taichifield.runfolder import check_run_folder, open_run
     from taichifield.train.curves import History, write_run_curves
-    from taichifield.train.image import ImageTrainConfig, train_image
+    from taichifield.train.image import ImageTrainConfig, load_image, train_image
 
     if batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, not {batch_size}")
+    check_run_folder(out, resume=False, overwrite=overwrite, can_resume=False)  # writes nothing
+    load_image(photo)  # a bad image is refused before an earlier run is touched
     config = ImageTrainConfig(photo=str(photo), out=str(out), steps=steps, lr=lr, seed=seed, batch_size=batch_size,
                               field=ImageFieldConfig(encoding=encoding))
     history = History(every=max(1, steps // 500))
-    with Progress(f"image [{encoding}]", total=steps, quiet=quiet, unit="step") as bar:
+    with open_run(out, overwrite=overwrite, can_resume=False), \
+            Progress(f"image [{encoding}]", total=steps, quiet=quiet, unit="step") as bar:
+        note_run(out)
 
         def on_step(step: int, stats: dict[str, float]) -> None:
             history.record(step, stats)
@@ -52,7 +58,7 @@ def train_image_command(
             bar.update(1, info=info)
 
         result = train_image(config, on_step=on_step)
-    write_run_curves(out, history, title=f"image [{encoding}]")
+        write_run_curves(out, history, title=f"image [{encoding}]")
     stopped = "" if result.metrics.get("stopped", "steps") == "steps" else f" (stopped early: {result.metrics['stopped']})"
     typer.echo(
         f"image: {encoding} on {chosen}, {result.steps} steps in {result.seconds:.1f} s{stopped}, "

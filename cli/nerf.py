@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
 from .apps import eval_app, mesh_app, render_app, train_app
-from .common import ArchOption, Progress, QuietOption, SeedOption, check_positive, cli_command, start_runtime
+from .common import (
+    ArchOption, OverwriteOption, Progress, QuietOption, SeedOption, check_positive, cli_command, note_run, start_runtime,
+)
 
 DownscaleOption = Annotated[Optional[int], typer.Option("--downscale", help="Integer image downscale factor (default: the training one).")]
 LimitOption = Annotated[Optional[int], typer.Option("--limit", help="Only the first N views of the split.")]
@@ -46,6 +50,7 @@ def train_nerf_command(
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this folder (or ckpt.pt).")] = None,
     target_samples: Annotated[Optional[int], typer.Option("--target-samples", help="Samples per step (default 2^16 on CPU, 2^18 on CUDA).")] = None,
     log2_table_size: Annotated[int, typer.Option("--log2-table-size", help="Hash table entries per level, log2.")] = 19,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run in --out (its ckpt.pt, metrics, curves, progress images) instead of refusing.")] = False,
     arch: ArchOption = "auto",
     seed: SeedOption = 0,
     quiet: QuietOption = False,
@@ -69,23 +74,44 @@ def train_nerf_command(
         raise InputError("give a SCENE folder (or --resume RUN)")
     chosen = start_runtime(arch, seed)
     from taichifield.fields.nerf import NerfConfig
+    from taichifield.runfolder import check_run_folder, claim_run_dir, first_missing, open_run
     from taichifield.train.curves import History, write_run_curves
-    from taichifield.train.nerf import NerfTrainConfig, run_train_nerf
+    from taichifield.train.nerf import NerfTrainConfig, default_run_dir, run_train_nerf
 
-    config = NerfTrainConfig(scene=scene or "", out=str(out) if out else None, steps=steps, time_budget=time_budget,
-                             downscale=downscale, seed=seed, target_samples=target_samples,
-                             model=NerfConfig(encoding=encoding, log2_table_size=log2_table_size))  # type: ignore[arg-type]
+    # --resume RUN continues RUN/ckpt.pt in place; into another --out (or from a file not named
+    # ckpt.pt) it starts a new run there, which must not replace one silently
+    resume_ckpt = None if resume is None else (resume if resume.is_file() else resume / "ckpt.pt")
+    if out is None and resume_ckpt is not None:
+        out = resume_ckpt.parent
+    continues = resume_ckpt is not None and os.path.abspath(out / "ckpt.pt") == os.path.abspath(resume_ckpt)  # type: ignore[operator]
+    if out is not None and out.exists():
+        check_run_folder(out, resume=continues, overwrite=overwrite)  # writes nothing
     scene_bar = _SceneBar(quiet)
     if scene is not None:  # first-use rendering of a procedural scene, before the training bar starts
+        from taichifield.data import load_scene
+        from taichifield.data.frames import check_training_views
         from taichifield.scenes.prepare import prepare_scene
 
         try:
-            prepare_scene(scene, splits=["train", "test"], progress=scene_bar)
+            prepare_scene(scene, splits=["train", "test"], limits={"test": NerfTrainConfig.eval_views}, progress=scene_bar)
         finally:
             scene_bar.close()
+        # bad or degenerate views are refused before an earlier run is touched
+        check_training_views(load_scene(scene, "train", downscale))
+    created = None
+    if out is None:
+        base = default_run_dir(scene or "scene")
+        created = first_missing(base)
+        out = claim_run_dir(base)
+        created = created or out
+    config = NerfTrainConfig(scene=scene or "", out=str(out), steps=steps, time_budget=time_budget,
+                             downscale=downscale, seed=seed, target_samples=target_samples,
+                             model=NerfConfig(encoding=encoding, log2_table_size=log2_table_size))  # type: ignore[arg-type]
     label = Path(scene).name if scene else Path(resume).name  # type: ignore[arg-type]
     history = History.for_steps(steps)
-    with Progress(f"nerf [{label}]", total=steps, quiet=quiet, unit="step") as bar:
+    with open_run(out, resume=continues, overwrite=overwrite, created=created), \
+            Progress(f"nerf [{label}]", total=steps, quiet=quiet, unit="step") as bar:
+        note_run(out)
 
         def on_step(step: int, stats: dict[str, Any]) -> None:
             history.record(step, stats)
@@ -99,7 +125,7 @@ def train_nerf_command(
             result = run_train_nerf(config, resume=resume, progress=on_step, scene_progress=scene_bar)
         finally:
             scene_bar.close()
-    write_run_curves(result.run_dir, history, title=f"nerf [{label}]")
+        write_run_curves(result.run_dir, history, title=f"nerf [{label}]")
     test = f", test PSNR {result.test_psnr:.2f} dB" if result.test_psnr is not None else ""
     typer.echo(f"nerf: {config.model.encoding} on {chosen}, {result.step} steps in {result.seconds:.0f} s "
                f"({result.stopped}), train PSNR {result.train_psnr:.2f} dB{test} -> {result.run_dir}/ckpt.pt")
@@ -115,6 +141,7 @@ def eval_nerf_command(
     limit: LimitOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics (with per-view values) as JSON.")] = False,
     grid: Annotated[Optional[Path], typer.Option("--grid", help="Also write a PNG: one row per view (up to 8): ground truth | prediction | error.")] = None,
+    overwrite: OverwriteOption = False,
     arch: ArchOption = "auto",
     quiet: QuietOption = False,
 ) -> None:
@@ -128,9 +155,13 @@ def eval_nerf_command(
 
     from taichifield.errors import InputError
 
+    from taichifield.runfolder import check_output_file
+
     check_positive(limit=limit)
     if grid is not None and grid.suffix.lower() != ".png":
         raise InputError(f"{grid}: --grid must be a .png file")
+    if grid is not None:
+        check_output_file(grid, overwrite, "--grid")
     start_runtime(arch)  # quiet on stdout (runtime.init swallows Taichi's banner), so --json stays pure JSON
     from taichifield.train.nerf_eval import evaluate_nerf
 
@@ -161,6 +192,7 @@ def render_nerf_command(
     orbit: Annotated[bool, typer.Option("--orbit", help="Render a circle of novel views into a video instead.")] = False,
     frames: Annotated[int, typer.Option("--frames", help="Orbit frames.")] = 120,
     resolution: Annotated[int, typer.Option("--resolution", help="Orbit frame width = height.")] = 400,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing video, or the frames in a non-empty folder, instead of refusing.")] = False,
     arch: ArchOption = "auto",
     quiet: QuietOption = False,
 ) -> None:
@@ -175,8 +207,16 @@ def render_nerf_command(
     from taichifield.errors import InputError
 
     check_positive(frames=frames, resolution=resolution, limit=limit)
+    from taichifield.runfolder import check_output_file, check_output_folder
+
     if orbit and out.suffix.lower() not in (".mp4", ".gif"):
         raise InputError(f"{out}: an orbit video must end in .mp4 or .gif")
+    if orbit:
+        check_output_file(out, overwrite)
+        if out.suffix.lower() == ".mp4" and importlib.util.find_spec("imageio_ffmpeg") is None:
+            check_output_file(out.with_suffix(".gif"), overwrite)  # what is written instead
+    else:
+        check_output_folder(out, overwrite)
     start_runtime(arch)
     from taichifield.train.nerf_eval import render_orbit, render_split
 
@@ -205,6 +245,7 @@ def mesh_nerf_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Mesh file (.ply or .obj).")],
     res: Annotated[int, typer.Option("--res", help="Marching cubes grid resolution over the scene box.")] = 256,
     threshold: Annotated[float, typer.Option("--threshold", help="Density isovalue sigma.")] = 10.0,
+    overwrite: OverwriteOption = False,
     arch: ArchOption = "auto",
 ) -> None:
     """Extract the density isosurface of a NeRF with Taichi marching cubes.
@@ -213,6 +254,12 @@ def mesh_nerf_command(
 
         taichifield mesh nerf runs/lego/ckpt.pt --res 256 --threshold 10 --out lego.ply
     """
+    from taichifield.errors import InputError
+    from taichifield.runfolder import check_output_file
+
+    if out.suffix.lower() not in (".ply", ".obj"):
+        raise InputError(f"{out}: mesh output must end in .ply or .obj")
+    check_output_file(out, overwrite)
     start_runtime(arch)
     from taichifield.train.nerf_eval import mesh_nerf
 

@@ -12,17 +12,28 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .apps import mesh_app, reconstruct_app, render_app, train_app
-from .common import ArchOption, Progress, QuietOption, SeedOption, check_positive, cli_command, start_runtime
+from .common import (
+    ArchOption, OverwriteOption, Progress, QuietOption, SeedOption, check_positive, cli_command, note_run, start_runtime,
+)
 
 PointsArg = Annotated[Path, typer.Argument(help="Points or mesh: .ply .obj .off .xyz .npy .npz, or a Stanford .conf of range scans.")]
 CkptArg = Annotated[Path, typer.Argument(help="SDF checkpoint (RUN/ckpt.pt or the RUN folder).")]
 
 
-def _mesh_suffix(out: Path) -> None:
+def _mesh_out(out: Path, overwrite: bool) -> None:
+    """A mesh output: .ply or .obj, and not an existing file unless ``overwrite``."""
     from taichifield.errors import InputError
+    from taichifield.runfolder import check_output_file
 
     if out.suffix.lower() not in (".ply", ".obj"):
         raise InputError(f"{out}: mesh output must end in .ply or .obj")
+    check_output_file(out, overwrite)
+
+
+def _default_sdf_run(points: Path) -> Path:
+    import time
+
+    return Path("runs") / f"sdf-{points.stem or 'points'}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 # ----------------------------------------------------------------------------- train sdf
@@ -62,7 +73,7 @@ def run_train_sdf(points: Path, out: Path, *, resume: bool, quiet: bool, preview
 @cli_command
 def train_sdf_cmd(
     points: PointsArg,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder; the checkpoint is RUN/ckpt.pt.")] = Path("runs/sdf"),
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder; the checkpoint is RUN/ckpt.pt (default runs/sdf-<input>-<timestamp>).")] = None,
     loss: Annotated[str, typer.Option(help="igr | siren | deepsdf | occupancy.")] = "igr",
     model: Annotated[str, typer.Option(help="hashgrid (hash grid + small MLP, the best in a few CPU minutes) | relu (geometric-init MLP) | siren.")] = "hashgrid",
     steps: Annotated[int, typer.Option(help="Optimisation steps (5000: ~2-5 min on a 2-core CPU).")] = 5000,
@@ -70,6 +81,7 @@ def train_sdf_cmd(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Surface points per step.")] = 512,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: per model).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue RUN/ckpt.pt with its own settings.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run in RUN (its ckpt.pt, metrics, curves, previews) instead of refusing.")] = False,
     preview: Annotated[bool, typer.Option("--preview/--no-preview", help="Render the current surface with every checkpoint (RUN/progress/step_XXXXX.png) and the final one (RUN/preview.png).")] = True,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Steps between checkpoints (and previews).")] = 500,
     threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default). The small MLP gains nothing from more; "
@@ -82,18 +94,36 @@ def train_sdf_cmd(
 
     Example: taichifield train sdf bunny.ply --out runs/bunny --time-budget 300
     """
+    from taichifield.data.points import validate_points_file
+    from taichifield.errors import InputError
+    from taichifield.runfolder import check_run_folder, claim_run_dir, first_missing, open_run
+
     check_positive(steps=steps, time_budget=time_budget, batch_size=batch_size, lr=lr, checkpoint_every=checkpoint_every)
+    if out is None and resume:
+        raise InputError("--resume needs --out RUN, the run folder to continue")
     start_runtime(arch, seed)
-    typer.echo(run_train_sdf(
-        points, out, resume=resume, quiet=quiet, preview=preview, threads=threads, loss=loss, model=model, steps=steps,
-        time_budget=time_budget, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
-    ))
+    created = None
+    if out is not None:
+        check_run_folder(out, resume=resume, overwrite=overwrite)  # before reading the input: it writes nothing
+    validate_points_file(points)  # bad or degenerate input is refused before an earlier run is touched
+    if out is None:
+        base = _default_sdf_run(points)
+        created = first_missing(base)
+        out = claim_run_dir(base)
+        created = created or out
+    with open_run(out, resume=resume, overwrite=overwrite, created=created):
+        note_run(out)
+        typer.echo(run_train_sdf(
+            points, out, resume=resume, quiet=quiet, preview=preview, threads=threads, loss=loss, model=model, steps=steps,
+            time_budget=time_budget, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
+        ))
 
 
 # ----------------------------------------------------------------------------- mesh sdf
 
 
-def run_mesh_sdf(ckpt: Path, out: Path, *, res: int, level: float, quiet: bool = True, batch_size: int = 2**16) -> str:
+def run_mesh_sdf(ckpt: Path, out: Path, *, res: int, level: float, quiet: bool = True, batch_size: int = 2**16,
+                 overwrite: bool = False) -> str:
     """Marching cubes of the learned field (narrow band), written in input coordinates."""
     import torch
 
@@ -101,7 +131,7 @@ def run_mesh_sdf(ckpt: Path, out: Path, *, res: int, level: float, quiet: bool =
     from taichifield.geometry.mesh_io import save_mesh
     from taichifield.train.sdf import load_sdf
 
-    _mesh_suffix(out)
+    _mesh_out(out, overwrite)
     sdf = load_sdf(ckpt)
     with torch.no_grad(), Progress("mesh sdf", total=None, quiet=quiet, unit="pts") as bar:
         def progress(done: int, total: int) -> None:
@@ -110,11 +140,26 @@ def run_mesh_sdf(ckpt: Path, out: Path, *, res: int, level: float, quiet: bool =
         verts, faces = extract_mesh(sdf, res, sdf.bbox(1.0), level=level, batch_size=batch_size, progress=progress)
     verts, faces = _as_numpy(verts), _as_numpy(faces)
     if len(faces) == 0:
-        from taichifield.errors import TaichiFieldError
-
-        raise TaichiFieldError(f"{ckpt}: the level set {level} is empty inside the training cube; nothing to write")
+        raise _no_surface(ckpt, sdf, level)
     save_mesh(out, verts, faces)
     return f"{out}: {len(verts)} vertices, {len(faces)} faces"
+
+
+def _no_surface(ckpt: Path, sdf: Any, level: float) -> Exception:
+    """The InputError for a field that never crosses ``level`` in its box, with the range it spans."""
+    import numpy as np
+    import torch
+
+    from taichifield.errors import InputError
+
+    lo, hi = sdf.bbox(1.0)
+    axes = [np.linspace(lo[k], hi[k], 24) for k in range(3)]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3).astype(np.float32)
+    with torch.no_grad():
+        values = _as_numpy(sdf(torch.from_numpy(grid).to(sdf.device))).reshape(-1)
+    side = "above" if float(np.min(values)) > level else "below" if float(np.max(values)) < level else "around"
+    return InputError(f"{ckpt}: the surface never crosses level {level:g} inside its box (the field is {side} it, "
+                      f"{float(np.min(values)):.3g} .. {float(np.max(values)):.3g} on a 24^3 grid); no mesh written")
 
 
 def _as_numpy(a: Any) -> Any:
@@ -128,6 +173,7 @@ def mesh_sdf_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output mesh (.ply or .obj), in the input's coordinates.")] = Path("mesh.ply"),
     res: Annotated[int, typer.Option("--res", help="Grid resolution of the marching cubes (narrow band, so 512+ is fine).")] = 512,
     level: Annotated[float, typer.Option("--level", help="Iso-level, in input units.")] = 0.0,
+    overwrite: OverwriteOption = False,
     arch: ArchOption = "auto",
     quiet: QuietOption = False,
 ) -> None:
@@ -135,8 +181,9 @@ def mesh_sdf_cmd(
 
     Example: taichifield mesh sdf runs/bunny/ckpt.pt --res 512 --out bunny.ply
     """
+    _mesh_out(out, overwrite)
     start_runtime(arch)
-    typer.echo(run_mesh_sdf(ckpt, out, res=res, level=level, quiet=quiet))
+    typer.echo(run_mesh_sdf(ckpt, out, res=res, level=level, quiet=quiet, overwrite=overwrite))
 
 
 # ----------------------------------------------------------------------------- render sdf
@@ -167,6 +214,7 @@ def render_sdf_cmd(
     height: Annotated[int, typer.Option(help="Image height.")] = 512,
     azimuth: Annotated[float, typer.Option(help="Camera azimuth about +y, degrees.")] = 30.0,
     elevation: Annotated[float, typer.Option(help="Camera elevation, degrees.")] = 20.0,
+    overwrite: OverwriteOption = False,
     arch: ArchOption = "auto",
 ) -> None:
     """Render a shaded image of a trained SDF by sphere tracing.
@@ -176,8 +224,11 @@ def render_sdf_cmd(
     from taichifield.errors import InputError
 
     check_positive(width=width, height=height)
+    from taichifield.runfolder import check_output_file
+
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise InputError(f"{out}: image output must end in .png or .jpg")
+    check_output_file(out, overwrite)
     start_runtime(arch)
     typer.echo(run_render_sdf(ckpt, out, width=width, height=height, azimuth=azimuth, elevation=elevation))
 
@@ -185,13 +236,13 @@ def render_sdf_cmd(
 # ----------------------------------------------------------------------------- reconstruct
 
 
-def run_reconstruct(method: str, points: Path, out: Path, **options: Any) -> str:
+def run_reconstruct(method: str, points: Path, out: Path, overwrite: bool = False, **options: Any) -> str:
     """Poisson or Hoppe reconstruction of ``points``, written to ``out``."""
     from taichifield.data.points import load_oriented_points
     from taichifield.geometry import baselines
     from taichifield.geometry.mesh_io import save_mesh
 
-    _mesh_suffix(out)
+    _mesh_out(out, overwrite)
     data = load_oriented_points(points)
     fn = baselines.poisson_reconstruct if method == "poisson" else baselines.hoppe_reconstruct
     verts, faces = fn(data.points, data.normals, **options)
@@ -210,13 +261,14 @@ def reconstruct_poisson_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output mesh (.ply or .obj).")] = Path("poisson.ply"),
     depth: Annotated[int, typer.Option(help="Octree depth.")] = 9,
     trim: Annotated[float, typer.Option(help="Remove vertices below this density quantile (0: none).")] = 0.03,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Screened Poisson reconstruction (Open3D) with low-density trimming.
 
     Example: taichifield reconstruct poisson scan.ply --out poisson.ply --depth 9
     """
     start_runtime("cpu")
-    typer.echo(run_reconstruct("poisson", points, out, depth=depth, trim_quantile=trim))
+    typer.echo(run_reconstruct("poisson", points, out, overwrite, depth=depth, trim_quantile=trim))
 
 
 @reconstruct_app.command("hoppe")
@@ -225,6 +277,7 @@ def reconstruct_hoppe_cmd(
     points: PointsArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output mesh (.ply or .obj).")] = Path("hoppe.ply"),
     res: Annotated[int, typer.Option("--res", help="Grid vertices along the longest side.")] = 256,
+    overwrite: OverwriteOption = False,
     arch: ArchOption = "auto",
 ) -> None:
     """Hoppe 1992: signed distance to the nearest tangent plane, then Taichi marching cubes.
@@ -232,4 +285,4 @@ def reconstruct_hoppe_cmd(
     Example: taichifield reconstruct hoppe scan.ply --out hoppe.ply --res 256
     """
     start_runtime(arch)
-    typer.echo(run_reconstruct("hoppe", points, out, resolution=res))
+    typer.echo(run_reconstruct("hoppe", points, out, overwrite, resolution=res))

@@ -33,8 +33,13 @@ def view_command(
     width: Annotated[int, typer.Option(help="Window / picture width in pixels.")] = 1024,
     height: Annotated[int, typer.Option(help="Window / picture height in pixels.")] = 768,
     sdf_res: Annotated[int, typer.Option("--sdf-res", help="Marching-cubes resolution for SDF checkpoints.")] = 256,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --screenshot file instead of refusing.")] = False,
 ) -> None:
     check_positive(width=width, height=height, sdf_res=sdf_res)
+    if screenshot is not None:
+        from taichifield.runfolder import check_output_file
+
+        check_output_file(screenshot, overwrite, "--screenshot")
     from taichifield.viewer import view
 
     out = view(paths, screenshot=screenshot, width=width, height=height, sdf_resolution=sdf_res)
