@@ -220,8 +220,16 @@ def _tet() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return v, f, n
 
 
+def _cloud() -> tuple[np.ndarray, np.ndarray]:
+    """12 points with normals: a point cloud needs at least 10 distinct, non-collinear points."""
+    d = np.random.default_rng(3).normal(size=(12, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    return np.round(0.5 * d, 4), np.round(d, 4)
+
+
 def _seed_files() -> dict[str, bytes]:
     v, f, n = _tet()
+    cv, cn = _cloud()
     out: dict[str, bytes] = {}
     head = (f"ply\nformat ascii 1.0\nelement vertex {len(v)}\nproperty float x\nproperty float y\nproperty float z\n"
             f"property float nx\nproperty float ny\nproperty float nz\nelement face {len(f)}\n"
@@ -243,9 +251,9 @@ def _seed_files() -> dict[str, bytes]:
                        + "".join(f"f {a + 1}//1 {b + 1}//1 {c + 1}//1\n" for a, b, c in f) + "f 1 2 3 4\n").encode()
     out["mesh.off"] = (f"OFF\n{len(v)} {len(f) + 1} 0\n" + "".join(f"{a:g} {b:g} {c:g}\n" for a, b, c in v)
                        + "".join(f"3 {a} {b} {c}\n" for a, b, c in f) + "4 0 1 2 3\n").encode()
-    out["cloud.xyz"] = "".join(" ".join(f"{x:g}" for x in row) + "\n" for row in np.hstack([v, n])).encode()
+    out["cloud.xyz"] = "".join(" ".join(f"{x:g}" for x in row) + "\n" for row in np.hstack([cv, cn])).encode()
     buf = io.BytesIO()
-    np.save(buf, np.hstack([v, n]))
+    np.save(buf, np.hstack([cv, cn]))
     out["cloud.npy"] = buf.getvalue()
     buf = io.BytesIO()
     np.savez(buf, points=v, normals=n, faces=f)
@@ -294,7 +302,7 @@ def test_seed_files_load() -> None:
     for name, data in SEEDS.items():
         res = _with_file(name, data, read_geometry)
         _check_geometry(res)
-        assert len(res[0]) == 5, name
+        assert len(res[0]) == (12 if name.startswith("cloud") else 5), name
         _check_oriented(_with_file(name, data, lambda p: load_oriented_points(p, n_samples=64, k_normals=4)))
     for name in MESH_SEEDS:
         v, f = _with_file(name, SEEDS[name], load_mesh)

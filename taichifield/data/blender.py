@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from .frames import check_pose, downscale_images, read_image, read_json, require, stack_images
+from .frames import check_pose, check_views, downscale_images, read_image, read_json, require, stack_images
 from .views import Views
 
 __all__ = ["load_blender", "BLENDER_AABB", "BLENDER_NEAR", "BLENDER_FAR"]
@@ -58,7 +58,8 @@ def load_blender(root: str | Path, split: str = "train", downscale: int = 1,
 
     Raises:
         InputError: missing/invalid json, missing keys, missing/unreadable images, mixed image
-            sizes or non-rigid poses (the message names the file).
+            sizes, non-rigid poses, fully transparent images or a box no camera sees
+            (the message names the file).
     """
     root = Path(root)
     path = root / f"transforms_{split}.json"
@@ -87,8 +88,14 @@ def load_blender(root: str | Path, split: str = "train", downscale: int = 1,
     fx = 0.5 * W / math.tan(0.5 * angle_x)
     fy = fx
     if "camera_angle_y" in data:
-        fy = 0.5 * H / math.tan(0.5 * float(data["camera_angle_y"]))
-    return Views(
+        try:
+            angle_y = float(data["camera_angle_y"])
+        except (TypeError, ValueError):
+            raise InputError(f"{path}: camera_angle_y is not a number") from None
+        if not 0.0 < angle_y < math.pi:
+            raise InputError(f"{path}: camera_angle_y {angle_y} is not in (0, pi)")
+        fy = 0.5 * H / math.tan(0.5 * angle_y)
+    views = Views(
         images=images,
         c2w=torch.from_numpy(np.stack(poses)).float(),
         fx=fx, fy=fy, cx=0.5 * W, cy=0.5 * H, width=int(W), height=int(H),
@@ -99,3 +106,5 @@ def load_blender(root: str | Path, split: str = "train", downscale: int = 1,
         distortion=None, source=str(path),
         meta={"format": "blender", "camera_angle_x": angle_x, "split": split, "downscale": int(downscale)},
     )
+    check_views(views, path)
+    return views

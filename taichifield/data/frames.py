@@ -1,5 +1,6 @@
 """Shared pieces of the scene loaders: reading json, images and poses with one-line errors,
-and the premultiplied-alpha area filter behind ``--downscale``."""
+the premultiplied-alpha area filter behind ``--downscale``, and the checks that refuse
+degenerate scenes (fully transparent images, a box no camera sees, cameras at one spot)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import torch
 
 from ..errors import InputError
 
-__all__ = ["read_json", "require", "read_image", "check_pose", "stack_images", "downscale_images"]
+__all__ = ["read_json", "require", "read_image", "check_pose", "stack_images", "downscale_images", "check_views",
+           "check_training_views"]
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -137,3 +139,96 @@ def downscale_images(images: torch.Tensor, k: int, source: Path | str | None = N
     else:
         out = x.mean(dim=(2, 4))
     return out.round().clamp(0, 255).to(torch.uint8)
+
+
+# ----------------------------------------------------------------------------- degenerate scenes
+
+_BOX_EDGES = np.array([(a, b) for a in range(8) for b in range(8) if a < b and bin(a ^ b).count("1") == 1])
+
+
+def _box_in_view(c2w: np.ndarray, fx: float, fy: float, cx: float, cy: float, width: int, height: int,
+                 lo: np.ndarray, hi: np.ndarray, near: float, far: float) -> bool:
+    """Whether the box ``[lo, hi]`` meets the camera's view frustum between ``near`` and ``far``.
+
+    The box is clipped to the half-space in front of the camera, its vertices projected with
+    the pinhole model (OpenGL: the camera looks down -z, image y grows downwards), and the
+    projected convex polygon tested against the image rectangle (widened by 10% for lens
+    distortion) by separating axes. Distances are along unit rays, as the marcher uses them.
+    """
+    centre = c2w[:3, 3]
+    if np.all(centre >= lo) and np.all(centre <= hi):
+        return True
+    nearest = np.clip(centre, lo, hi)
+    corners = np.array([[(hi if (i >> k) & 1 else lo)[k] for k in range(3)] for i in range(8)])
+    if np.linalg.norm(nearest - centre) > far or np.linalg.norm(corners - centre, axis=1).max() < near:
+        return False
+    cam = (corners - centre) @ c2w[:3, :3]  # rows: R^T (x - c)
+    depth = -cam[:, 2]
+    eps = 1e-9 * float(np.linalg.norm(hi - lo))
+    pts = [cam[depth >= eps]]
+    a, b = _BOX_EDGES[:, 0], _BOX_EDGES[:, 1]
+    cross = (depth[a] - eps) * (depth[b] - eps) < 0
+    if cross.any():
+        s = (eps - depth[a[cross]]) / (depth[b[cross]] - depth[a[cross]])
+        pts.append(cam[a[cross]] + s[:, None] * (cam[b[cross]] - cam[a[cross]]))
+    p = np.concatenate(pts)
+    if len(p) == 0:
+        return False  # the whole box is behind the camera
+    d = -p[:, 2]
+    uv = np.stack([cx + fx * p[:, 0] / d, cy - fy * p[:, 1] / d], axis=1)
+    mx, my = 0.1 * width, 0.1 * height
+    rect = np.array([[-mx, -my], [width + mx, -my], [width + mx, height + my], [-mx, height + my]])
+    diff = (uv[:, None] - uv[None]).reshape(-1, 2)
+    axes = np.concatenate([np.eye(2), np.stack([-diff[:, 1], diff[:, 0]], axis=1)])
+    axes = axes[np.linalg.norm(axes, axis=1) > 0]
+    pu, pr = uv @ axes.T, rect @ axes.T  # (points, axes), (4, axes)
+    separated = (pu.max(0) < pr.min(0)) | (pr.max(0) < pu.min(0))
+    return not bool(separated.any())
+
+
+def check_views(views: Any, path: Path) -> None:
+    """Refuse a split that no training or evaluation could use (any split, any command):
+
+    * every image fully transparent (RGBA with alpha 0 everywhere): nothing to fit or compare;
+    * no camera sees the scene box: no frustum meets the box between near and far.
+
+    Args:
+        views: a :class:`~taichifield.data.views.Views` (images (n, H, W, C) uint8, c2w (n, 4, 4)).
+        path: the transforms file, for the message.
+    """
+    images = views.images
+    if images.shape[-1] == 4 and int(images[..., 3].amax()) == 0:
+        raise InputError(f"{path}: every image of the split is fully transparent (alpha 0 in all "
+                         f"{images.shape[0]} frames); there is nothing to fit")
+    aabb = views.aabb.detach().cpu().double().numpy()
+    c2w = views.c2w.detach().cpu().double().numpy()
+    for m in c2w:
+        if _box_in_view(m, views.fx, views.fy, views.cx, views.cy, views.width, views.height,
+                        aabb[0], aabb[1], views.near, views.far):
+            return
+    lo, hi = (", ".join(f"{v:.3g}" for v in row) for row in aabb)
+    raise InputError(f"{path}: no camera sees the scene box [{lo}] .. [{hi}] (within near {views.near:g} .. far "
+                     f"{views.far:g}); check the poses (OpenGL: cameras look down -z) and the box")
+
+
+#: camera centres closer together than this fraction of the scene box are "one spot"
+SPREAD_TOLERANCE = 1e-5
+
+
+def check_training_views(views: Any, path: Path | str | None = None) -> None:
+    """Refuse training views without parallax: all cameras at one spot (one camera included).
+
+    A NeRF recovers depth from the same point seen from different positions; views that
+    only rotate about one centre (or a single view) fit any depth equally well.
+    Evaluation and rendering accept such splits (a one-view test split is fine).
+    """
+    source = path if path is not None else views.source
+    centres = views.c2w[:, :3, 3].detach().cpu().double().numpy()
+    box = float((views.aabb[1] - views.aabb[0]).max())
+    spread = float(np.linalg.norm(centres - centres.mean(axis=0), axis=1).max())
+    if spread <= SPREAD_TOLERANCE * box:
+        x, y, z = centres[0]
+        n = len(centres)
+        who = "the only training camera sits" if n == 1 else f"all {n} training cameras sit"
+        raise InputError(f"{source}: {who} at one spot ({x:.4g}, {y:.4g}, {z:.4g}); a NeRF needs views from "
+                         "different positions (parallax) to recover depth")

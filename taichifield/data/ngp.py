@@ -33,7 +33,7 @@ import torch
 
 from ..errors import InputError
 from .blender import load_images
-from .frames import check_pose, downscale_images, read_json, require
+from .frames import check_pose, check_views, downscale_images, read_json, require
 from .views import Views
 
 __all__ = ["load_ngp", "HOLDOUT_EVERY", "NGP_DEFAULT_SCALE"]
@@ -114,7 +114,8 @@ def load_ngp(path: str | Path, split: str = "train", downscale: int = 1,
 
     Raises:
         InputError: missing/invalid json, missing keys, missing/unreadable images, mixed or
-            mismatching image sizes, non-rigid poses.
+            mismatching image sizes, non-rigid poses, fully transparent images or a box no
+            camera sees.
     """
     path = Path(path)
     if path.is_dir():
@@ -164,7 +165,7 @@ def load_ngp(path: str | Path, split: str = "train", downscale: int = 1,
     aabb = _aabb(data, path)
     corners = torch.stack(torch.meshgrid(*[aabb[:, j] for j in range(3)], indexing="ij"), -1).reshape(-1, 3)
     far = float(torch.cdist(c2w[:, :3, 3], corners).max())
-    return Views(
+    views = Views(
         images=images, c2w=c2w,
         fx=fl_x / k, fy=fl_y / k, cx=cx / k, cy=cy / k,
         width=int(images.shape[2]), height=int(images.shape[1]),
@@ -174,3 +175,5 @@ def load_ngp(path: str | Path, split: str = "train", downscale: int = 1,
         meta={"format": "ngp", "split": split, "downscale": k, "frame_indices": chosen,
               "aabb_scale": _float(data, "aabb_scale", path, 1.0)},
     )
+    check_views(views, path)
+    return views

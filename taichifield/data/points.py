@@ -46,6 +46,9 @@ __all__ = [
     "load_oriented_points",
     "sample_mesh",
     "POINT_SUFFIXES",
+    "MIN_POINTS",
+    "check_point_set",
+    "validate_points_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -240,6 +243,101 @@ def sample_mesh(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 0) 
     return pts, nrm
 
 
+#: fewest distinct points a point cloud may have: below this there is no surface to speak of
+#: (PCA normals alone use 16 neighbours), and every result would be the model's guess
+MIN_POINTS = 10
+#: a cross extent below this fraction of the longest extent counts as zero: far below any
+#: marching-cubes cell (1/512 of the box) the field could resolve
+FLAT_TOLERANCE = 1e-4
+
+
+def check_point_set(points: np.ndarray, path: str | os.PathLike[str]) -> None:
+    """Refuse a point cloud that has no surface to fit; planar sets are accepted.
+
+    The rule: with ``e1 >= e2 >= e3`` the extents of the cloud along its principal axes
+    (PCA of the centred points), a cloud is refused when
+
+    * ``e1`` is zero: all points are one point;
+    * ``e2 <= 1e-4 e1``: all points lie on one line (collinear) - a line or a point has no
+      normal direction to orient and no area to reconstruct;
+    * it has fewer than :data:`MIN_POINTS` distinct points.
+
+    ``e3 = 0`` (all points in a plane) is accepted: a planar patch (a wall, a sheet, a
+    terrain tile) is a real open surface. "Zero" allows for float32 rounding of the input:
+    2^-19 times the largest coordinate magnitude.
+
+    Args:
+        points: (N, 3) finite coordinates; path: the file, for the message.
+
+    Raises:
+        InputError: ``<path>: <what is degenerate>``.
+    """
+    pts = np.asarray(points, np.float64)
+    n = len(pts)
+    noise = 2.0**-19 * float(np.abs(pts).max(initial=0.0))
+    centred = pts - pts.mean(axis=0)
+    _, axes = np.linalg.eigh(centred.T @ centred)  # ascending eigenvalues: axes[:, 2] is the longest
+    proj = centred @ axes[:, ::-1]
+    e1, e2, _ = np.ptp(proj, axis=0) if n else (0.0, 0.0, 0.0)
+    if e1 <= noise:
+        x, y, z = pts[0]
+        raise InputError(f"{path}: all {n} points are the same point ({x:.6g}, {y:.6g}, {z:.6g}); "
+                         "a surface needs points spread over at least a plane")
+    if e2 <= max(FLAT_TOLERANCE * e1, noise):
+        raise InputError(f"{path}: all {n} points lie on one line ({e1:.4g} long, {e2:.3g} across); "
+                         "a line has no surface to fit (planar or 3-D point sets are accepted)")
+    head = len(np.unique(pts[:1000], axis=0))  # enough distinct points up front: skip the full count
+    distinct = head if head >= MIN_POINTS else len(np.unique(pts, axis=0))
+    if distinct < MIN_POINTS:
+        what = f"{n} points" if distinct == n else f"{distinct} distinct points (of {n})"
+        raise InputError(f"{path}: only {what}; at least {MIN_POINTS} are needed to fit a surface")
+
+
+def _unit_normals(path: Path, normals: np.ndarray) -> np.ndarray:
+    """(N, 3) normals scaled to unit length; InputError naming the file for zero-length ones."""
+    biggest = np.abs(normals).max(axis=1)  # rescale first: huge normals must not overflow the norm
+    unit = normals / np.where(biggest > 0, biggest, 1.0)[:, None]
+    length = np.linalg.norm(unit, axis=1)
+    if np.any(length * biggest < 1e-12):
+        raise InputError(f"{path}: {int((length * biggest < 1e-12).sum())} zero-length normals")
+    return unit / length[:, None]
+
+
+def _validated_geometry(p: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """:func:`read_geometry` plus every check of :func:`load_oriented_points` (normals unit length)."""
+    points, normals, faces = read_geometry(p)
+    if points.shape[0] == 0:
+        raise InputError(f"{p}: no points in the file")
+    if not np.isfinite(points).all():
+        raise InputError(f"{p}: non-finite (NaN/inf) point coordinates")
+    if np.abs(points).max() > 1e30:
+        raise InputError(f"{p}: point coordinates up to {np.abs(points).max():.3g} are beyond float32 range")
+    if normals is not None and not np.isfinite(normals).all():
+        raise InputError(f"{p}: non-finite (NaN/inf) normals")
+    if faces is not None and len(faces) == 0:
+        faces = None
+    if faces is None and p.suffix.lower() == ".off":
+        raise InputError(f"{p}: mesh has no faces")
+    if faces is not None:
+        if faces.min() < 0 or faces.max() >= len(points):
+            raise InputError(f"{p}: face indices out of range (0..{len(points) - 1})")
+        tri = points[faces]
+        if not np.any(np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1) > 0):
+            raise InputError(f"{p}: mesh has only degenerate (zero-area) faces")
+        return points, normals, faces
+    if normals is not None:
+        normals = _unit_normals(p, normals)
+    check_point_set(points, p)
+    return points, normals, None
+
+
+def validate_points_file(path: str | os.PathLike[str]) -> None:
+    """Every input check of :func:`load_oriented_points` without its work (no normal
+    estimation, no sampling): for commands that must refuse bad input before they touch
+    their outputs. Raises :class:`InputError`."""
+    _validated_geometry(Path(path))
+
+
 def load_oriented_points(
     path: str | os.PathLike[str],
     *,
@@ -259,26 +357,13 @@ def load_oriented_points(
 
     Raises:
         InputError: empty cloud, non-finite coordinates or normals, a mesh file
-            (.off) with no faces, zero-length normals.
+            (.off) with no faces, zero-length normals, a degenerate cloud
+            (:func:`check_point_set`: one point, a line, fewer than 10 distinct points).
     """
     p = Path(path)
-    points, normals, faces = read_geometry(p)
-    if points.shape[0] == 0:
-        raise InputError(f"{p}: no points in the file")
-    if not np.isfinite(points).all():
-        raise InputError(f"{p}: non-finite (NaN/inf) point coordinates")
-    if np.abs(points).max() > 1e30:
-        raise InputError(f"{p}: point coordinates up to {np.abs(points).max():.3g} are beyond float32 range")
-    if normals is not None and not np.isfinite(normals).all():
-        raise InputError(f"{p}: non-finite (NaN/inf) normals")
-    if faces is not None and len(faces) == 0:
-        faces = None
-    if faces is None and p.suffix.lower() == ".off":
-        raise InputError(f"{p}: mesh has no faces")
+    points, normals, faces = _validated_geometry(p)
     mesh_v = mesh_f = None
     if faces is not None:
-        if faces.min() < 0 or faces.max() >= len(points):
-            raise InputError(f"{p}: face indices out of range (0..{len(points) - 1})")
         mesh_v, mesh_f = points.astype(np.float32), faces
         try:
             points, normals = sample_mesh(points, faces, n_samples, seed)
@@ -290,18 +375,11 @@ def load_oriented_points(
             points = points[keep]
             normals = None if normals is None else normals[keep]
         if normals is None:
-            if len(points) < 4:
-                raise InputError(f"{p}: {len(points)} points without normals: too few to estimate normals")
             from ..geometry.normals import estimate_normals, orient_normals
 
             log.info("%s: estimating and orienting normals (k=%d)", p, k_normals)
             normals = orient_normals(points, estimate_normals(points, k=k_normals), k=k_normals)
-    biggest = np.abs(normals).max(axis=1)  # rescale first: huge normals must not overflow the norm
-    unit = normals / np.where(biggest > 0, biggest, 1.0)[:, None]
-    length = np.linalg.norm(unit, axis=1)
-    if np.any(length * biggest < 1e-12):
-        raise InputError(f"{p}: {int((length * biggest < 1e-12).sum())} zero-length normals")
-    normals = unit / length[:, None]
+    normals = _unit_normals(p, normals)
     return OrientedPoints(
         points=points.astype(np.float32), normals=normals.astype(np.float32), source=str(p),
         mesh_vertices=mesh_v, mesh_faces=mesh_f,
