@@ -4,15 +4,18 @@ Schema (a plain dict of primitives and tensors)::
 
     {
       "format": "taichifield",
-      "version": 1,                 # FORMAT_VERSION; newer versions are refused
+      "version": 2,                 # FORMAT_VERSION; newer versions are refused, older ones read
       "kind": "nerf" | "sdf" | "image",
       "config": {...},              # JSON-able dict (dataclasses.asdict of the run config)
-      "state": {name: tensor},      # model (and grid) tensors
+      "state": {name: tensor},      # the model's state_dict (NeRF: field.* and grid.*)
       "optimizer": {...} | None,    # optimizer.state_dict()
-      "rng": {...} | None,          # torch / numpy RNG state, for exact resume
+      "rng": {...} | None,          # torch CPU RNG, the CUDA generators, the trainer's own generators
       "step": int,
       "meta": {...},                # free-form JSON-able info (metrics, input normalisation)
     }
+
+Version history: 2 adds the CUDA generators to ``rng`` and the guard's ``lr_scale`` to the
+NeRF trainer's meta (version 1 stored the backed-off ``base_lr``); both are read.
 
 ``torch.load(..., weights_only=True)`` only rebuilds tensors and primitive
 containers, so a crafted pickle cannot run code. Writes are atomic.
@@ -31,7 +34,7 @@ from ..errors import CheckpointError
 
 __all__ = ["FORMAT_VERSION", "save_checkpoint", "load_checkpoint"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 KINDS = ("nerf", "sdf", "image")
 
 
