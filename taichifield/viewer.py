@@ -80,10 +80,16 @@ def _box_lines(aabb: np.ndarray) -> Any:
 
 def _frusta(c2w: np.ndarray, fx: float, fy: float, width: int, height: int, size: float) -> Any:
     """Camera frusta as one LineSet: apex at the camera centre, an image-plane rectangle at depth ``size``."""
+    import torch
+
+    from .cameras import camera_dirs
+
     o3d = _o3d()
-    hw, hh = 0.5 * width / fx * size, 0.5 * height / fy * size
-    # OpenGL/Blender cameras look down -z with y up
-    local = np.array([[0, 0, 0], [-hw, -hh, -size], [hw, -hh, -size], [hw, hh, -size], [-hw, hh, -size]], np.float64)
+    # the image corners (u, v) = (0, H), (W, H), (W, 0), (0, 0) at depth ``size`` (OpenGL camera, -z forward)
+    corners = camera_dirs(torch.tensor([0.0, width, width, 0.0], dtype=torch.float64),
+                          torch.tensor([height, height, 0.0, 0.0], dtype=torch.float64),
+                          fx, fy, 0.5 * width, 0.5 * height).numpy() * size
+    local = np.concatenate([np.zeros((1, 3)), corners])
     pts, lines = [], []
     for i, m in enumerate(np.asarray(c2w, np.float64)):
         world = local @ m[:3, :3].T + m[:3, 3]

@@ -1,8 +1,9 @@
-"""Camera rays on the fly from poses and intrinsics (nothing stored per pixel).
+"""Camera rays on the fly from a split's poses and intrinsics (nothing stored per pixel).
 
-Pinhole camera, OpenGL convention (camera looks down ``-z``, ``+y`` up), optional OpenCV
-radial-tangential distortion ``(k1, k2, p1, p2)`` removed by Newton iterations (as
-instant-ngp's ``iterative_camera_undistortion``).
+The camera model (pinhole, OpenGL convention: the camera looks down ``-z``, ``+y`` up;
+optional OpenCV radial-tangential distortion) lives in :mod:`taichifield.cameras`;
+this module applies it to a :class:`~taichifield.data.views.Views` split and reads
+the matching pixels. ``distort``/``undistort`` are re-exported from there.
 
 Example::
 
@@ -18,45 +19,15 @@ from typing import Optional, Sequence
 
 import torch
 
+from ..cameras import distort, image_rays, pixel_rays, undistort
 from .views import Views
 
 __all__ = ["generate_rays", "all_rays", "pixels", "undistort", "distort"]
 
 
-def distort(x: torch.Tensor, y: torch.Tensor, coeffs: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
-    """OpenCV radial-tangential distortion of normalised image coordinates (any shape)."""
-    k1, k2, p1, p2 = coeffs
-    r2 = x * x + y * y
-    radial = 1.0 + r2 * (k1 + k2 * r2)
-    xd = x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x)
-    yd = y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y
-    return xd, yd
-
-
-def undistort(xd: torch.Tensor, yd: torch.Tensor, coeffs: Sequence[float],
-              iterations: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
-    """Invert :func:`distort` by Newton's method on the 2x2 system (per point)."""
-    k1, k2, p1, p2 = coeffs
-    x, y = xd.clone(), yd.clone()
-    for _ in range(iterations):
-        fx, fy = distort(x, y, coeffs)
-        fx, fy = fx - xd, fy - yd
-        r2 = x * x + y * y
-        radial = 1.0 + r2 * (k1 + k2 * r2)
-        d = 2.0 * (k1 + 2.0 * k2 * r2)
-        a = radial + d * x * x + 2.0 * p1 * y + 6.0 * p2 * x   # dxd/dx
-        b = d * x * y + 2.0 * p1 * x + 2.0 * p2 * y            # dxd/dy = dyd/dx
-        c = radial + d * y * y + 6.0 * p1 * y + 2.0 * p2 * x   # dyd/dy
-        det = a * c - b * b
-        det = torch.where(det.abs() < 1e-12, torch.full_like(det, 1e-12), det)
-        x = x - (c * fx - b * fy) / det
-        y = y - (a * fy - b * fx) / det
-    return x, y
-
-
 def generate_rays(views: Views, img_idx: torch.Tensor, px: torch.Tensor, py: torch.Tensor,
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """World-space rays through image points.
+    """World-space rays through image points (:func:`taichifield.cameras.pixel_rays` on a split).
 
     The ray of ``(px, py)`` passes through the image point ``(px + 0.5, py + 0.5)`` (pixel
     units, origin at the image's top-left corner): integer ``px, py`` give pixel centres;
@@ -72,28 +43,17 @@ def generate_rays(views: Views, img_idx: torch.Tensor, px: torch.Tensor, py: tor
         rays_o (B, 3), rays_d (B, 3) unit length; float32 on ``views.c2w``'s device.
     """
     c2w = views.c2w[img_idx.to(views.c2w.device).long()]
-    dev = c2w.device
-    x = (px.to(dev, torch.float32) + 0.5 - views.cx) / views.fx
-    y = (py.to(dev, torch.float32) + 0.5 - views.cy) / views.fy
-    if views.distortion is not None:
-        x, y = undistort(x, y, views.distortion)
-    dirs_cam = torch.stack([x, -y, -torch.ones_like(x)], dim=-1)
-    rays_d = torch.einsum("bij,bj->bi", c2w[:, :3, :3], dirs_cam)
-    rays_d = rays_d / rays_d.norm(dim=-1, keepdim=True)
-    return c2w[:, :3, 3].contiguous(), rays_d.contiguous()
+    return pixel_rays(c2w, px, py, views.fx, views.fy, views.cx, views.cy, views.distortion)
 
 
 def all_rays(views: Views, i: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Rays for every pixel of frame ``i``, row-major (``py`` outer, ``px`` inner).
 
     Returns:
-        rays_o (H*W, 3), rays_d (H*W, 3); reshape results to (H, W, ...).
+        rays_o (H*W, 3), rays_d (H*W, 3) on ``views.c2w``'s device; reshape results to (H, W, ...).
     """
-    H, W = views.height, views.width
-    py, px = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32),
-                            indexing="ij")
-    idx = torch.full((H * W,), int(i), dtype=torch.long)
-    return generate_rays(views, idx, px.reshape(-1), py.reshape(-1))
+    return image_rays(views.c2w[int(i)], views.width, views.height, views.fx, views.fy, views.cx, views.cy,
+                      views.distortion)
 
 
 def pixels(views: Views, img_idx: torch.Tensor, px: torch.Tensor, py: torch.Tensor,

@@ -5,8 +5,10 @@
 normal callable (the field's gradient, by autograd or finite differences) and shades
 it with a headlight-style Lambert model, ``albedo * (ambient + (1 - ambient) max(0, n . l))``.
 
-Cameras orbit a centre with the y axis up: azimuth turns about +y (0 looks along -z
-from +z), elevation lifts the camera above the xz plane (degrees).
+Cameras (from :mod:`taichifield.cameras`) orbit a centre with the y axis up: azimuth
+turns about +y (0 looks along -z from +z), elevation lifts the camera above the xz
+plane (degrees). Rays, tracing, normals and shading all run on one device; only the
+finished image comes back to the host.
 
 Example:
     >>> sphere = lambda p: p.norm(dim=-1) - 1.0
@@ -24,7 +26,9 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from .. import cameras, runtime
 from ..atomic import atomic_path
+from .sphere_trace import sphere_trace
 
 __all__ = ["orbit_rays", "lambert_shade", "render_sdf", "save_image"]
 
@@ -37,31 +41,30 @@ def orbit_rays(
     width: int,
     height: int,
     fov: float = 40.0,
+    device: torch.device | str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pinhole rays of a camera on an orbit, looking at ``center``.
+    """Pinhole rays of a camera on a y-up orbit, looking at ``center``.
+
+    The eye is :func:`taichifield.cameras.orbit_eyes` with ``up="y"`` (azimuth 0 on +z,
+    90 deg on +x); the pose is :func:`~taichifield.cameras.look_at` with world up +y
+    (``-z`` within 0.1 deg of the poles, where +y is the viewing direction); square pixels
+    with the principal point at the image centre.
 
     Args:
         center: (3,) look-at point; distance: camera-to-centre distance.
         azimuth, elevation: degrees; fov: vertical field of view in degrees.
+        device: where the rays are built (default: the CPU).
 
     Returns:
-        origins (H*W, 3), unit directions (H*W, 3), row-major from the top-left pixel.
+        origins (H*W, 3), unit directions (H*W, 3), float32, row-major from the top-left pixel.
     """
-    az, el = math.radians(azimuth), math.radians(elevation)
-    c = torch.tensor(center, dtype=torch.float32)
-    back = torch.tensor([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)])
-    eye = c + distance * back
-    forward = -back
-    up0 = torch.tensor([0.0, 1.0, 0.0]) if abs(el) < math.radians(89.9) else torch.tensor([0.0, 0.0, -1.0])
-    right = torch.nn.functional.normalize(torch.linalg.cross(forward, up0), dim=0)
-    up = torch.linalg.cross(right, forward)
-    f = 0.5 * height / math.tan(math.radians(fov) / 2)
-    j, i = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32), indexing="ij")
-    x = (i + 0.5 - width / 2) / f
-    y = -(j + 0.5 - height / 2) / f
-    d = forward + x[..., None] * right + y[..., None] * up
-    d = torch.nn.functional.normalize(d.reshape(-1, 3), dim=-1)
-    return eye.expand_as(d).contiguous(), d
+    az = torch.tensor([math.radians(azimuth)], dtype=torch.float32, device=device)
+    el = torch.tensor([math.radians(elevation)], dtype=torch.float32, device=device)
+    eye = cameras.orbit_eyes(az, el, distance, center, up="y")[0]
+    up = (0.0, 1.0, 0.0) if abs(math.radians(elevation)) < math.radians(89.9) else (0.0, 0.0, -1.0)
+    c2w = cameras.look_at(eye, torch.tensor(center, dtype=torch.float32, device=device), up)
+    f = cameras.focal_from_fov(math.radians(fov), height)
+    return cameras.image_rays(c2w, width, height, f, f, 0.5 * width, 0.5 * height)
 
 
 def lambert_shade(
@@ -75,11 +78,12 @@ def lambert_shade(
     """Lambert shading of (N, 3) unit normals; (N,) bool hits; (3,) unit light direction.
 
     Returns:
-        (N, 3) float32 colours in [0, 1]; misses get ``background``.
+        (N, 3) float32 colours in [0, 1] on ``normals``' device; misses get ``background``.
     """
-    lam = (normals * light_dir.reshape(1, 3)).sum(-1).clamp(min=0.0)
-    col = torch.tensor(albedo, dtype=torch.float32) * (ambient + (1 - ambient) * lam)[:, None]
-    bg = torch.tensor(background, dtype=torch.float32).expand_as(col)
+    dev = normals.device
+    lam = (normals * light_dir.reshape(1, 3).to(dev)).sum(-1).clamp(min=0.0)
+    col = torch.tensor(albedo, dtype=torch.float32, device=dev) * (ambient + (1 - ambient) * lam)[:, None]
+    bg = torch.tensor(background, dtype=torch.float32, device=dev).expand_as(col)
     return torch.where(hit[:, None], col, bg).clamp(0.0, 1.0)
 
 
@@ -98,6 +102,7 @@ def render_sdf(
     eps: float | None = None,
     step_scale: float = 0.7,
     batch_size: int = 2**16,
+    device: torch.device | str | None = None,
 ) -> np.ndarray:
     """Sphere-trace and shade an SDF seen from an orbit camera.
 
@@ -111,30 +116,32 @@ def render_sdf(
         step_scale: the tracer steps ``step_scale * |u|``: a learned field's Lipschitz
             constant can exceed 1 near thin parts, and full steps then jump through them
             (the hit lands on the far side, facing away; seen on the bunny's ears).
+        device: where rays, tracing, normals and shading run (default
+            :func:`taichifield.runtime.device`, where the fields live); ``sdf_fn`` and
+            ``normal_fn`` get points there. Only the final image is copied to the host.
 
     Returns:
         (H, W, 3) uint8 image.
     """
-    from .sphere_trace import sphere_trace
-
+    dev = torch.device(device) if device is not None else runtime.device()
     distance = radius / math.sin(math.radians(fov) / 2) * 1.05
-    o, d = orbit_rays(center, distance, azimuth, elevation, width, height, fov)
+    o, d = orbit_rays(center, distance, azimuth, elevation, width, height, fov, device=dev)
     near, far = max(distance - radius * 1.2, 0.0), distance + radius * 1.2
+
     def conservative(p: torch.Tensor) -> torch.Tensor:
         return step_scale * sdf_fn(p)
 
     eps = eps if eps is not None else radius * 1e-3
     t, hit = sphere_trace(conservative, o, d, near, far, max_steps, eps * step_scale, batch_size=batch_size)
-    t, hit = t.cpu(), hit.cpu()
     normals = torch.zeros_like(o)
-    if bool(hit.any()):
-        p = o[hit] + t[hit, None] * d[hit]
-        n = torch.cat([normal_fn(p[s:s + batch_size]).detach().float().cpu() for s in range(0, len(p), batch_size)])
-        normals[hit] = torch.nn.functional.normalize(n, dim=-1)
+    p = o[hit] + t[hit, None] * d[hit]
+    if p.shape[0]:
+        n = torch.cat([normal_fn(p[s:s + batch_size]).detach().float() for s in range(0, len(p), batch_size)])
+        normals[hit] = torch.nn.functional.normalize(n.to(dev), dim=-1)
     # headlight from above-left of the camera
-    light = torch.nn.functional.normalize(-d.mean(0) + torch.tensor([0.0, 0.5, 0.0]), dim=0)
+    light = torch.nn.functional.normalize(-d.mean(0) + torch.tensor([0.0, 0.5, 0.0], device=dev), dim=0)
     img = lambert_shade(normals, hit, light)
-    return (img.reshape(height, width, 3).numpy() * 255 + 0.5).astype(np.uint8)
+    return (img.reshape(height, width, 3).cpu().numpy() * 255 + 0.5).astype(np.uint8)
 
 
 def save_image(path: str | os.PathLike[str], image: np.ndarray) -> None:

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..cameras import orbit_poses
+
 __all__ = [
     "Brick",
     "BRICKS",
@@ -36,11 +38,11 @@ __all__ = [
     "SCENE_BOUNDS",
     "lego_sdf",
     "lego_sdf_and_brick",
+    "brick_sdfs",
     "lego_albedo",
     "lego_normals",
     "shade",
     "camera_rig",
-    "look_at",
 ]
 
 PITCH = 0.2  # stud pitch (8 mm in real LEGO)
@@ -142,14 +144,22 @@ def lego_sdf_and_brick(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     Returns:
         (sdf (N,), brick (N,) int64). The SDF is exact outside, a bound inside.
     """
+    d, idx = brick_sdfs(p).min(dim=-1)
+    return d, idx
+
+
+def brick_sdfs(p: torch.Tensor) -> torch.Tensor:
+    """Signed distance (N, B) of world points ``p`` (N, 3) to each brick of :data:`BRICKS` (body and studs).
+
+    Each column is 1-Lipschitz (exact outside the brick, a bound inside); the scene's
+    SDF is their minimum.
+    """
     dists = []
     for brick in BRICKS:
         lo, hi = brick.box()
         d = _box_sdf(p, lo, hi, EDGE_ROUNDING)
         dists.append(torch.minimum(d, _studs_sdf(p, brick, hi[2])))
-    stacked = torch.stack(dists, dim=-1)  # (N, B)
-    d, idx = stacked.min(dim=-1)
-    return d, idx
+    return torch.stack(dists, dim=-1)
 
 
 def lego_sdf(p: torch.Tensor) -> torch.Tensor:
@@ -198,27 +208,13 @@ def shade(albedo: torch.Tensor, normals: torch.Tensor, view_dirs: torch.Tensor) 
     return (albedo * (AMBIENT + DIFFUSE * lambert) + SPECULAR * spec).clamp(0, 1)
 
 
-def look_at(eye: torch.Tensor, target: torch.Tensor | None = None, up: tuple[float, float, float] = (0.0, 0.0, 1.0)) -> torch.Tensor:
-    """OpenGL camera-to-world (n, 4, 4) for cameras at ``eye`` (n, 3) looking at ``target``."""
-    target = torch.zeros_like(eye) if target is None else target.expand_as(eye)
-    back = eye - target
-    back = back / back.norm(dim=-1, keepdim=True)
-    upv = torch.tensor(up, dtype=eye.dtype).expand_as(eye)
-    right = torch.linalg.cross(upv, back, dim=-1)
-    right = right / right.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-    cam_up = torch.linalg.cross(back, right, dim=-1)
-    c2w = torch.zeros(eye.shape[0], 4, 4, dtype=eye.dtype)
-    c2w[:, :3, 0], c2w[:, :3, 1], c2w[:, :3, 2], c2w[:, :3, 3] = right, cam_up, back, eye
-    c2w[:, 3, 3] = 1.0
-    return c2w
-
-
 def camera_rig(split: str, n: int, radius: float = 4.0, seed: int = 0) -> torch.Tensor:
     """Deterministic NeRF-synthetic-like poses (n, 4, 4), float64.
 
     train/val: azimuth uniform, elevation uniform in [8, 80] degrees (upper hemisphere),
     from a generator seeded by ``seed`` and the split. test: a full circle, azimuth
-    evenly spaced, elevation ``30 + 10 sin(2 azimuth)`` degrees.
+    evenly spaced, elevation ``30 + 10 sin(2 azimuth)`` degrees. Cameras look at the
+    origin with z up (:func:`taichifield.cameras.orbit_poses`, azimuth 0 on +x).
     """
     if split == "test":
         az = torch.arange(n, dtype=torch.float64) * (2 * math.pi / max(n, 1))
@@ -229,5 +225,4 @@ def camera_rig(split: str, n: int, radius: float = 4.0, seed: int = 0) -> torch.
         el = torch.deg2rad(8.0 + 72.0 * torch.rand(n, generator=g, dtype=torch.float64))
     else:
         raise ValueError(f"unknown split {split!r}")
-    eye = radius * torch.stack([el.cos() * az.cos(), el.cos() * az.sin(), el.sin()], dim=-1)
-    return look_at(eye)
+    return orbit_poses(az, el, radius, up="z")
