@@ -1,4 +1,4 @@
-"""Geometry commands: ``eval mesh`` (Chamfer-L1, F-score, normal consistency).
+"""Geometry commands: ``eval mesh`` (exact Chamfer-L1, Hausdorff-95, F-scores, normal consistency).
 
 Only option parsing here; :func:`run_eval_mesh` imports the library when called, so
 ``taichifield --help`` stays fast.
@@ -30,9 +30,22 @@ def run_eval_mesh(pred: Path, gt: Path, *, samples: int = 200_000, seed: int = 0
 
 
 def format_metrics(m: dict[str, Any]) -> str:
-    return (f"chamfer_l1 {m['chamfer_l1']:.6f}  fscore@1% {m['fscore']:.4f} "
-            f"(precision {m['precision']:.4f}, recall {m['recall']:.4f})  "
-            f"normal_consistency {m['normal_consistency']:.4f}  [{m['pred']} vs {m['gt']}]")
+    """The metrics as a few labelled lines: each distance in mesh units and / the GT diagonal."""
+
+    def dist(key: str) -> str:
+        return f"{m[key]:.6g} ({m[key + '_rel']:.4g})"
+
+    fs = "  ".join(f"F@{k} {m['fscore@' + k]:.4f} (precision {m['precision@' + k]:.4f}, recall {m['recall@' + k]:.4f})"
+                   for k in ("0.5%", "1%"))
+    return "\n".join([
+        f"{m['pred']} vs {m['gt']} ({m['n_samples']} samples per mesh; distances in mesh units, "
+        f"in brackets / GT bbox diagonal {m['diag']:.6g})",
+        f"  exact point-to-triangle: Chamfer-L1 {dist('chamfer_l1')}  accuracy (pred->gt) {dist('accuracy')}  "
+        f"completeness (gt->pred) {dist('completeness')}",
+        f"  exact point-to-triangle: Hausdorff-95 {dist('hausdorff95')}  {fs}",
+        f"  normal consistency {m['normal_consistency']:.4f}",
+        f"  sampled (nearest sample, has a sampling floor): Chamfer-L1 {dist('sampled_chamfer_l1')}",
+    ])
 
 
 @eval_app.command("mesh")
@@ -46,8 +59,9 @@ def eval_mesh_cmd(
     grid: Annotated[Optional[Path], typer.Option("--grid", help="Also write a PNG: the reference | the prediction coloured by its distance to it (red >= 2% of the diagonal). Needs a display or Xvfb.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --grid picture instead of refusing.")] = False,
 ) -> None:
-    """Compare a mesh to a reference: Chamfer-L1 and F-score at 1% of the reference's
-    bounding-box diagonal, and normal consistency.
+    """Compare a mesh to a reference with exact point-to-triangle distances: symmetric
+    Chamfer-L1, Hausdorff-95, F-score at 0.5% and 1% of the reference's bounding-box
+    diagonal, normal consistency (and the older sampled Chamfer, labelled).
 
     Example: taichifield eval mesh runs/bunny/mesh.ply data/bunny.off --json --grid errors.png
     """
@@ -64,5 +78,5 @@ def eval_mesh_cmd(
         from taichifield.geometry.mesh_io import load_mesh
         from taichifield.viewer import mesh_error_picture
 
-        mesh_error_picture(*load_mesh(pred), *load_mesh(gt), grid, tau=float(m["tau"]))
+        mesh_error_picture(*load_mesh(pred), *load_mesh(gt), grid, tau=float(m["tau@1%"]))
     typer.echo(json.dumps(m) if as_json else format_metrics(m) + (f"; grid -> {grid}" if grid else ""))
