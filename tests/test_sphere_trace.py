@@ -115,3 +115,22 @@ def test_normals_point_outward():
     n = sphere_trace_normals(sphere_sdf, pts, eps=1e-3)
     assert torch.allclose(n, dirs, atol=1e-3)
     assert math.isclose(float(n.norm(dim=-1).mean()), 1.0, rel_tol=1e-5)
+
+
+def test_results_live_on_the_rays_device(monkeypatch):
+    """t/hit come back where the rays are, and sdf_fn gets points there, whatever the runtime's device says."""
+    from taichifield import runtime
+
+    monkeypatch.setattr(runtime, "device", lambda: torch.device("cpu", 0))  # spelled with an index
+    seen = []
+
+    def recording(p: torch.Tensor) -> torch.Tensor:
+        seen.append(p.device)
+        return sphere_sdf(p)
+
+    o, d = random_rays(50, seed=4)
+    t, hit = sphere_trace(recording, o, d)
+    assert t.device == o.device and hit.device == o.device
+    assert seen and all(s == o.device for s in seen)
+    with pytest.raises(InputError, match="rays_d on meta"):
+        sphere_trace(sphere_sdf, o, torch.empty(50, 3, device="meta"))

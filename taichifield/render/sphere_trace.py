@@ -81,6 +81,9 @@ def _check_rays(rays_o: torch.Tensor, rays_d: torch.Tensor) -> None:
             raise InputError(f"sphere_trace: {name} must be an (N, 3) torch tensor, got {shape}")
     if rays_o.shape[0] != rays_d.shape[0]:
         raise InputError(f"sphere_trace: rays_o has {rays_o.shape[0]} rays but rays_d has {rays_d.shape[0]}")
+    a, b = rays_o.device, rays_d.device
+    if a.type != b.type or a.index != b.index:
+        raise InputError(f"sphere_trace: rays_o is on {a} but rays_d on {b}")
 
 
 def _eval_batched(sdf_fn: SdfFn, points: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -114,7 +117,9 @@ def sphere_trace(
         sdf_fn: maps (M, 3) float32 points on ``rays_o.device`` to (M,) (or (M, 1))
             signed distances; called under ``torch.no_grad`` on at most ``batch_size``
             points at a time, and only on rays still marching.
-        rays_o: (N, 3) ray origins.
+        rays_o: (N, 3) ray origins. The march runs on their device (the Taichi kernels
+            take the tensors where they are; nothing is moved) and ``rays_d`` must be
+            on the same one.
         rays_d: (N, 3) ray directions, any non-zero length: ``t`` is in units of
             ``|rays_d|`` (the point is ``rays_o + t * rays_d``).
         near: start of every ray, in the same units as ``t``.
@@ -126,10 +131,10 @@ def sphere_trace(
     Returns:
         t: (N,) float32: the hit distance for hits; ``far`` for rays that escaped; the
             last marched distance for rays that ran out of steps.
-        hit: (N,) bool.
+        hit: (N,) bool. Both on ``rays_o.device``.
 
     Raises:
-        InputError: rays not (N, 3), mismatched counts, or near > far.
+        InputError: rays not (N, 3), mismatched counts or devices, or near > far.
     """
     _check_rays(rays_o, rays_d)
     if not near <= far:
@@ -137,9 +142,9 @@ def sphere_trace(
     if max_steps < 0 or batch_size <= 0:
         raise InputError(f"sphere_trace: max_steps must be >= 0 and batch_size > 0 (got {max_steps}, {batch_size})")
     runtime.ensure_init()
-    dev = runtime.device()
-    o = rays_o.detach().to(dev, torch.float32).contiguous()
-    d = rays_d.detach().to(dev, torch.float32).contiguous()
+    dev = rays_o.device
+    o = rays_o.detach().to(torch.float32).contiguous()
+    d = rays_d.detach().to(torch.float32).contiguous()
     n = o.shape[0]
     t = torch.full((n,), float(near), dtype=torch.float32, device=dev)
     hit = torch.zeros(n, dtype=torch.int32, device=dev)
