@@ -2,9 +2,13 @@
 
 A scene folder such as the shipped ``scenes/lego`` holds only ``scene.json``. On first
 use (:func:`prepare_scene`, called by ``train``/``eval``/``render``) its views are
-rendered with the project's Taichi sphere tracer on the analytic SDF and written as
-``transforms_{split}.json`` + ``{split}/r_{i}.png`` (RGBA, transparent background),
-exactly like NeRF-synthetic. Each transforms file carries a ``taichifield_scene``
+rendered by the scene's fused Taichi sphere tracer on the analytic SDF
+(:mod:`taichifield.scenes.lego_trace`) and written as ``transforms_{split}.json`` +
+``{split}/r_{i}.png`` (RGBA, transparent background), exactly like NeRF-synthetic.
+Views are rendered when something asks for them: a training run asks for the train
+split and the few test views it scores, ``eval nerf --limit 20`` for 20 test views;
+a transforms file lists the views rendered so far (``r_0 .. r_{k-1}``) and grows
+when more are asked for. Each transforms file carries a ``taichifield_scene``
 stamp of the settings it was rendered with; a changed ``scene.json`` (say a new
 resolution) re-renders that split. The files are git-ignored caches.
 
@@ -22,13 +26,13 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 
+from .. import cameras, runtime
 from ..atomic import atomic_path
 from ..errors import InputError
 from . import lego
@@ -41,7 +45,7 @@ ProgressFn = Callable[[int, int, str], None]
 """``progress(done, total, message)``: views rendered so far out of the views to render."""
 
 SPLITS = ("train", "val", "test")
-RENDER_VERSION = 3  # bump when the renderer's output changes, to invalidate caches
+RENDER_VERSION = 4  # bump when the renderer's output changes, to invalidate caches
 
 DEFAULTS: dict[str, Any] = {
     "generator": "lego",
@@ -95,60 +99,43 @@ def _stamp(spec: SceneSpec, split: str) -> dict[str, Any]:
     return {"version": RENDER_VERSION, "n": spec["splits"][split], **{k: spec[k] for k in keys}}
 
 
-def _split_is_current(folder: Path, spec: SceneSpec, split: str) -> bool:
+def _rendered_views(folder: Path, spec: SceneSpec, split: str) -> int:
+    """How many views of ``split`` are rendered and current: the frames listed in its
+    transforms file (always a prefix ``r_0 .. r_{k-1}`` of the split), or 0 when the file
+    is missing, stale or names a missing image."""
     f = folder / f"transforms_{split}.json"
     try:
         meta = json.loads(f.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
-        return False
+        return 0
     if meta.get("taichifield_scene") != _stamp(spec, split):
-        return False
-    return all((folder / f"{fr['file_path']}.png").is_file() for fr in meta.get("frames", []))
+        return 0
+    frames = meta.get("frames", [])
+    if not all((folder / f"{fr['file_path']}.png").is_file() for fr in frames):
+        return 0
+    return len(frames)
 
 
 def _trace(c2w: torch.Tensor, px: torch.Tensor, py: torch.Tensor, W: int, H: int, focal: float) -> torch.Tensor:
-    """Premultiplied RGBA (M, 4) of rays through image points ``(px, py)`` (M,) (pixel units)."""
-    from ..render.sphere_trace import sphere_trace, sphere_trace_normals
-    from .lego_kernel import lego_sdf_taichi
+    """Premultiplied RGBA (M, 4) on ``c2w``'s device of rays through pixels ``(px, py)`` (M,) (centres at +0.5).
 
-    dirs_cam = torch.stack([(px - 0.5 * W) / focal, -(py - 0.5 * H) / focal, -torch.ones_like(px)], dim=-1)
-    dirs = dirs_cam @ c2w[:3, :3].T
-    dirs = dirs / dirs.norm(dim=-1, keepdim=True)
-    origin = c2w[:3, 3]
-    # clip to the scene box (slab test); only rays through the box are traced
-    lo = torch.tensor(lego.SCENE_BOUNDS[0]) - 0.01
-    hi = torch.tensor(lego.SCENE_BOUNDS[1]) + 0.01
-    inv = 1.0 / torch.where(dirs.abs() < 1e-9, torch.full_like(dirs, 1e-9), dirs)
-    t0, t1 = (lo - origin) * inv, (hi - origin) * inv
-    t_in = torch.minimum(t0, t1).max(dim=-1).values.clamp(min=0)
-    t_out = torch.maximum(t0, t1).min(dim=-1).values
-    through = (t_out > t_in).nonzero().squeeze(1)
-    rgba = torch.zeros(dirs.shape[0], 4)
-    if through.numel() == 0:
-        return rgba
-    d = dirs[through]
-    o = origin + t_in[through, None] * d
-    length = t_out[through] - t_in[through]
-    t, hit = sphere_trace(lego_sdf_taichi, o, d, 0.0, float(length.max()) + 1e-3, max_steps=160, eps=2e-4,
-                          batch_size=2**18)
-    hit = hit & (t <= length + 1e-3)
-    pts = o[hit] + t[hit, None] * d[hit]
-    if pts.shape[0]:
-        normals = sphere_trace_normals(lego_sdf_taichi, pts, eps=5e-4, batch_size=2**18)
-        _, brick = lego_sdf_taichi(pts, return_brick=True)
-        colors = torch.tensor([b.color for b in lego.BRICKS], dtype=torch.float32)[brick.long()]
-        idx = through[hit]
-        rgba[idx, :3] = lego.shade(colors, normals, d[hit])
-        rgba[idx, 3] = 1.0
-    return rgba
+    Rays are :func:`taichifield.cameras.pixel_rays`; hits come from the fused tracer
+    :func:`taichifield.scenes.lego_trace.trace_lego`, shaded as :func:`lego.shade`.
+    """
+    from .lego_trace import trace_lego
+
+    o, d = cameras.pixel_rays(c2w, px, py, focal, focal, 0.5 * W, 0.5 * H)
+    return trace_lego(o, d, max_steps=160, eps=2e-4)["rgba"]
 
 
-def render_lego_view(c2w: torch.Tensor, resolution: int, camera_angle_x: float, supersample: int = 1) -> torch.Tensor:
-    """Render one view of the LEGO scene: (H, W, 4) float32 straight-alpha RGBA in [0, 1].
+def render_lego_view(c2w: torch.Tensor, resolution: int, camera_angle_x: float, supersample: int = 1,
+                     device: torch.device | str | None = None) -> torch.Tensor:
+    """Render one view of the LEGO scene: (H, W, 4) float32 straight-alpha RGBA in [0, 1], on the CPU.
 
-    Rays follow :class:`taichifield.data.views.Views` (pixel centres at +0.5, OpenGL
-    camera), are clipped to :data:`lego.SCENE_BOUNDS` and sphere traced on the Taichi
-    SDF; hits are shaded by :func:`lego.shade`, misses are transparent.
+    Rays follow :mod:`taichifield.cameras` (pixel centres at +0.5, OpenGL camera), are
+    clipped to :data:`lego.SCENE_BOUNDS` and traced by the fused, brick-culled tracer
+    (:mod:`taichifield.scenes.lego_trace`); hits are shaded by :func:`lego.shade`, misses
+    are transparent.
 
     Antialiasing is adaptive: after one ray per pixel, pixels on an edge (alpha or
     colour differs from a 4-neighbour by more than 0.1) are re-rendered as the
@@ -160,15 +147,19 @@ def render_lego_view(c2w: torch.Tensor, resolution: int, camera_angle_x: float, 
         resolution: image width = height.
         camera_angle_x: horizontal field of view, radians.
         supersample: rays per edge pixel along each axis (1: no antialiasing).
+        device: where the rays are traced (default :func:`taichifield.runtime.device`);
+            only the finished image is copied to the host.
     """
+    dev = torch.device(device) if device is not None else runtime.device()
     W = H = resolution
-    focal = 0.5 * W / math.tan(0.5 * camera_angle_x)
-    c2w = c2w.to(torch.float32)
-    py, px = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32), indexing="ij")
-    rgba = _trace(c2w, px.reshape(-1) + 0.5, py.reshape(-1) + 0.5, W, H, focal).reshape(H, W, 4)
+    focal = cameras.focal_from_fov(camera_angle_x, W)
+    c2w = c2w.to(dev, torch.float32)
+    py, px = torch.meshgrid(torch.arange(H, dtype=torch.float32, device=dev),
+                            torch.arange(W, dtype=torch.float32, device=dev), indexing="ij")
+    rgba = _trace(c2w, px.reshape(-1), py.reshape(-1), W, H, focal).reshape(H, W, 4)
     s = int(supersample)
     if s > 1:
-        diff = torch.zeros(H, W)
+        diff = torch.zeros(H, W, device=dev)
         dy = (rgba[1:] - rgba[:-1]).abs().amax(dim=-1)
         dx = (rgba[:, 1:] - rgba[:, :-1]).abs().amax(dim=-1)
         diff[1:] = torch.maximum(diff[1:], dy)
@@ -177,14 +168,15 @@ def render_lego_view(c2w: torch.Tensor, resolution: int, camera_angle_x: float, 
         diff[:, :-1] = torch.maximum(diff[:, :-1], dx)
         ey, ex = (diff > 0.1).nonzero(as_tuple=True)
         if ey.numel():
-            sub = (torch.arange(s, dtype=torch.float32) + 0.5) / s
+            # sub-pixel offsets in (-0.5, 0.5) around the centre, on a regular s x s grid
+            sub = (torch.arange(s, dtype=torch.float32, device=dev) + 0.5) / s - 0.5
             oy, ox = torch.meshgrid(sub, sub, indexing="ij")
             spx = (ex.float()[:, None] + ox.reshape(1, -1)).reshape(-1)
             spy = (ey.float()[:, None] + oy.reshape(1, -1)).reshape(-1)
             rgba[ey, ex] = _trace(c2w, spx, spy, W, H, focal).reshape(-1, s * s, 4).mean(dim=1)
     a = rgba[..., 3:4]
     rgb = torch.where(a > 0, rgba[..., :3] / a.clamp(min=1e-8), torch.zeros_like(rgba[..., :3]))
-    return torch.cat([rgb.clamp(0, 1), a], dim=-1)
+    return torch.cat([rgb.clamp(0, 1), a], dim=-1).cpu()
 
 
 def _write_png(path: Path, rgba: torch.Tensor) -> None:
@@ -195,7 +187,9 @@ def _write_png(path: Path, rgba: torch.Tensor) -> None:
         iio.imwrite(tmp, img)
 
 
-def _render_split(folder: Path, spec: SceneSpec, split: str, on_view: Callable[[], None]) -> None:
+def _render_split(folder: Path, spec: SceneSpec, split: str, have: int, want: int,
+                  on_view: Callable[[], None]) -> None:
+    """Render views ``have .. want-1`` of ``split`` and list ``r_0 .. r_{want-1}`` in its transforms file."""
     n = spec["splits"][split]
     poses = lego.camera_rig(split, n, radius=float(spec["camera_radius"]), seed=int(spec["seed"]))
     # an interrupted render with the same settings left valid images: keep them
@@ -206,14 +200,15 @@ def _render_split(folder: Path, spec: SceneSpec, split: str, on_view: Callable[[
         with atomic_path(partial) as tmp:
             tmp.write_text(json.dumps(_stamp(spec, split)))
     frames = []
-    for i in range(n):
+    for i in range(want):
         png = folder / split / f"r_{i}.png"
-        if not (resumable and png.is_file()):
+        if i >= have and not (resumable and png.is_file()):
             rgba = render_lego_view(poses[i], spec["resolution"], float(spec["camera_angle_x"]), spec["supersample"])
             _write_png(png, rgba)
         frames.append({"file_path": f"./{split}/r_{i}", "rotation": 0.0,
                        "transform_matrix": [[float(v) for v in row] for row in poses[i]]})
-        on_view()
+        if i >= have:
+            on_view()
     meta = {"camera_angle_x": float(spec["camera_angle_x"]), "frames": frames,
             "taichifield_scene": _stamp(spec, split)}
     with atomic_path(folder / f"transforms_{split}.json") as tmp:
@@ -225,19 +220,27 @@ def prepare_scene(
     path: str | os.PathLike[str],
     splits: Iterable[str] | None = None,
     *,
+    limits: Mapping[str, int | None] | None = None,
     resolution: int | None = None,
     progress: ProgressFn | None = None,
 ) -> Path:
     """Make sure a scene folder holds rendered Blender-format views; returns the folder.
 
     Folders without ``scene.json`` (real datasets) are returned untouched. For a
-    procedural scene, each requested split whose cached views are missing or stale is
-    rendered (a transforms file is written only after all its images, so an
-    interrupted render is redone next time).
+    procedural scene, views are rendered only when asked for: each requested split gets
+    its first ``limits[split]`` views (all of them when the split is not in ``limits``
+    or maps to None). A split's transforms file lists exactly the views rendered so far,
+    ``r_0 .. r_{k-1}``, so the folder is a normal Blender folder at every moment (with
+    fewer test views until more are asked for); asking for more renders only the
+    missing ones. Cached views whose settings are stale are rendered again. A
+    transforms file is written only after its images, so an interrupted render is
+    resumed next time.
 
     Args:
         path: the scene folder.
         splits: splits to prepare (default: all three).
+        limits: most views to have per split, e.g. ``{"test": 4}`` for a training run
+            that scores 4 test views (missing keys: the whole split).
         resolution: override ``scene.json``'s resolution (e.g. tiny scenes in tests);
             the override is written back into ``scene.json`` so loaders agree.
         progress: ``progress(done, total, message)`` after each view.
@@ -252,11 +255,20 @@ def prepare_scene(
         with atomic_path(folder / "scene.json") as tmp:
             tmp.write_text(json.dumps(raw, indent=2) + "\n")
         spec = read_scene_spec(folder)
-    todo = [s for s in (splits or SPLITS) if not _split_is_current(folder, spec, s)]
-    total = sum(spec["splits"][s] for s in todo)
+    limits = dict(limits or {})
+    todo = []
+    for split in splits or SPLITS:
+        n = spec["splits"][split]
+        lim = limits.get(split)
+        want = n if lim is None else max(0, min(int(lim), n))
+        have = _rendered_views(folder, spec, split)
+        if have < want:
+            todo.append((split, have, want))
+    total = sum(want - have for _, have, want in todo)
     done = 0
-    for split in todo:
-        log.info("rendering %d %s views of %s at %dx%d", spec["splits"][split], split, folder, spec["resolution"], spec["resolution"])
+    for split, have, want in todo:
+        log.info("rendering %d %s views of %s at %dx%d", want - have, split, folder, spec["resolution"],
+                 spec["resolution"])
 
         def on_view(split: str = split) -> None:
             nonlocal done
@@ -264,7 +276,7 @@ def prepare_scene(
             if progress is not None:
                 progress(done, total, f"rendering {split} views")
 
-        _render_split(folder, spec, split, on_view)
+        _render_split(folder, spec, split, have, want, on_view)
     return folder
 
 
