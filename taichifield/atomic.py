@@ -12,6 +12,7 @@ import contextlib
 import glob
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -44,6 +45,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.chmod(tmp, 0o666 & ~umask)
     try:
         yield tmp
+        if _TEST_BLOCK_MARKER:
+            _test_block_mid_write(tmp, final)
         with open(tmp, "rb") as fh:  # make the bytes durable before the rename
             os.fsync(fh.fileno())
         os.replace(tmp, final)
@@ -51,6 +54,27 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+#: Test hook (tests/test_kill_resume.py): a marker path, read once at import; unset in normal use.
+_TEST_BLOCK_MARKER = os.environ.get("TAICHIFIELD_TEST_BLOCK_IN_WRITE")
+
+
+def _test_block_mid_write(tmp: Path, final: Path) -> None:
+    """Freeze this process in the middle of overwriting ``final``, so a test can SIGKILL it there.
+
+    With ``TAICHIFIELD_TEST_BLOCK_IN_WRITE=MARKER`` set, the first write in this process that
+    replaces an existing file cuts its temporary to half its size (a partly written file),
+    writes the temporary's path into ``MARKER`` and sleeps (10 min) before the rename.
+    """
+    global _TEST_BLOCK_MARKER
+    if not final.exists():
+        return
+    marker, _TEST_BLOCK_MARKER = _TEST_BLOCK_MARKER, None  # once per process
+    os.truncate(tmp, tmp.stat().st_size // 2)
+    Path(marker + ".part").write_text(str(tmp))
+    os.replace(marker + ".part", marker)  # the marker appears complete
+    time.sleep(600)
 
 
 def _sweep_orphans(final: Path) -> None:
