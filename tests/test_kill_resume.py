@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,8 @@ import torch
 from typer.testing import CliRunner
 
 from taichifield.cli.main import app
+from taichifield.errors import CheckpointError
+from taichifield.runfolder import LOCK_NAME
 from taichifield.train.checkpoint import load_checkpoint
 from taichifield.train.loop import TrainingDiverged
 from taichifield.train.sdf import SDFTrainConfig, train_sdf
@@ -77,6 +77,17 @@ def assert_finite_checkpoint(path: Path, kind: str = "sdf") -> dict[str, Any]:
     return ckpt
 
 
+def wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 240.0) -> None:
+    """Poll until ``path`` exists; fail (and kill ``proc``) if ``proc`` exits first or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            out, err = proc.communicate(timeout=60)
+            pytest.fail(f"{path.name} never appeared (exit {proc.returncode}): {out}{err}")
+        time.sleep(0.02)
+
+
 # ----------------------------------------------------------------------------- SIGTERM / resume
 
 
@@ -84,31 +95,15 @@ def test_sigterm_on_cli_training_saves_and_exits_cleanly(points: Path, tmp_path:
     """An external SIGTERM while `taichifield train sdf` runs: exit 0, a checkpoint, a summary."""
     run = tmp_path / "run"
     proc = subprocess.Popen([*CLI, "train", "sdf", str(points), "--out", str(run), "--steps", "1000000",
-                             "--batch-size", "16", "--no-preview", "--arch", "cpu"],
+                             "--batch-size", "16", "--checkpoint-every", "1", "--no-preview", "--arch", "cpu"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    assert proc.stderr is not None
-    # plain (non-tty) progress prints its first line ~10 s into the run: training is under way
-    lines: list[str] = []
-    started = threading.Event()
-
-    def read() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.append(line)
-            if line.startswith("train sdf:"):
-                started.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    if not started.wait(timeout=240):
-        proc.kill()
-        pytest.fail(f"training never reported progress: {''.join(lines)}")
+    # training is under way once the first checkpoint (written after step 1) exists
+    wait_for(run / "ckpt.pt", proc)
     proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=120)
-    reader.join(timeout=10)
-    assert proc.returncode == 0, "".join(lines)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
     assert "(signal)" in out, out
-    assert "Traceback" not in "".join(lines)
+    assert "Traceback" not in err
     ckpt = assert_finite_checkpoint(run / "ckpt.pt")
     assert 0 < ckpt["step"] < 1_000_000
     assert ckpt["optimizer"] is not None and ckpt["rng"] is not None
@@ -145,40 +140,42 @@ def test_resume_after_ctrl_c_equals_uninterrupted_run(points: Path, tmp_path: Pa
 
 
 def test_sigkill_mid_checkpoint_leaves_a_readable_checkpoint(points: Path, tmp_path: Path) -> None:
-    """Checkpoint every step, SIGKILL at random moments (often mid-write): the file always
-    loads, its step never goes back, and the run resumes to the end."""
+    """SIGKILL inside a checkpoint write: the previous checkpoint is intact, the half-written
+    temporary never becomes the checkpoint, and the run resumes to the end.
+
+    ``TAICHIFIELD_TEST_BLOCK_IN_WRITE`` (taichifield/atomic.py) freezes the writer in the first
+    overwrite of a file, with its temporary cut to half, and signals that through a marker file;
+    the kill therefore always lands mid-write (checkpoint every step: step 1 is written, the
+    write of step 2 is the one killed).
+    """
     run = tmp_path / "run"
     ckpt_path = run / "ckpt.pt"
-    rng = random.Random(0)
-    last_step = 0
-    for attempt in range(3):
-        proc = subprocess.Popen(driver(points, run, 1_000_000, every=1, resume=attempt > 0),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 240
-        seen = 0
-        for line in proc.stdout:  # "step N" every 5 steps
-            if line.startswith("step"):
-                seen += 1
-                if seen >= 2:
-                    break
-            if time.monotonic() > deadline:
-                break
-        time.sleep(rng.uniform(0.0, 0.3))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
-        assert proc.returncode == -signal.SIGKILL
-        ckpt = assert_finite_checkpoint(ckpt_path)
-        assert ckpt["step"] >= max(last_step, 1), f"attempt {attempt}: step went back to {ckpt['step']}"
-        last_step = ckpt["step"]
-    final = last_step + 3
+    marker = tmp_path / "blocked"
+    proc = subprocess.Popen(driver(points, run, 1_000_000, every=1), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=ENV | {"TAICHIFIELD_TEST_BLOCK_IN_WRITE": str(marker)})
+    wait_for(marker, proc)
+    half_written = Path(marker.read_text())
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    # the kill landed mid-write: a partial temporary of ckpt.pt, which does not load, sits next to it
+    assert half_written.parent == run and half_written.name.startswith(".ckpt.") and half_written.exists()
+    with pytest.raises(CheckpointError):
+        load_checkpoint(half_written, "sdf")
+    # ... and ckpt.pt is the last complete checkpoint, step 1, with everything a resume needs
+    ckpt = assert_finite_checkpoint(ckpt_path)
+    assert ckpt["step"] == 1
+    assert ckpt["optimizer"] is not None and ckpt["rng"] is not None
+    step = ckpt["step"]
+    final = step + 3
     proc = subprocess.run([*CLI, "train", "sdf", str(points), "--out", str(run), "--resume", "--steps", str(final),
                            "--no-preview", "--quiet", "--arch", "cpu"], capture_output=True, text=True, env=ENV, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert assert_finite_checkpoint(ckpt_path)["step"] == final
-    # a kill mid-write leaves the writer's temporary file next to the checkpoint; the next
-    # checkpoint write sweeps it, so only the final run's own outputs remain
-    assert sorted(p.name for p in run.iterdir()) == ["ckpt.pt", "curves.png", "history.json"]
+    # the killed writer's temporary is swept by the next checkpoint write: only the run's own
+    # outputs remain (and the run folder's lock file, taichifield/runfolder.py)
+    assert not half_written.exists()
+    assert sorted(p.name for p in run.iterdir() if p.name != LOCK_NAME) == ["ckpt.pt", "curves.png", "history.json"]
 
 
 # ----------------------------------------------------------------------------- numerical safety
