@@ -87,7 +87,8 @@ def render_rays(rays_o: torch.Tensor, rays_d: torch.Tensor, rgb_sigma_fn: RgbSig
         with torch.no_grad():
             sig = sigma_fn(t_starts, t_ends, ray_indices).reshape(-1)
         keep = visible_samples(sig, t_starts, t_ends, ray_indices, n_rays, alpha_threshold)
-        t_starts, t_ends, ray_indices = t_starts[keep], t_ends[keep], ray_indices[keep]
+        kept = torch.nonzero(keep).squeeze(1)  # one sync sizes the kept samples; the gathers need none
+        t_starts, t_ends, ray_indices = t_starts[kept], t_ends[kept], ray_indices[kept]
     if t_starts.numel() == 0:
         rgb = rays_o.new_zeros((n_rays, 3))
         opacity = rays_o.new_zeros((n_rays,))

@@ -74,6 +74,9 @@ def _pack_info(ray_indices: ti.types.ndarray(), offsets: ti.types.ndarray(), end
                 ends[r] = i + 1
 
 
+_validate_on_cpu = True
+"""pack_info checks CPU indices (reading them is free there); GPU indices are never read."""
+
 PackedInfo = tuple[torch.Tensor, torch.Tensor]
 """``(offsets (n_rays,) int32, counts (n_rays,) int32)`` of packed samples (:func:`pack_info`)."""
 
@@ -98,7 +101,7 @@ def pack_info(ray_indices: torch.Tensor, n_rays: int) -> PackedInfo:
     offsets = torch.zeros(n_rays, dtype=torch.int32, device=ray_indices.device)
     ends = torch.zeros(n_rays, dtype=torch.int32, device=ray_indices.device)  # zeros for S == 0
     if ray_indices.numel() > 0:
-        if ray_indices.device.type == "cpu":
+        if _validate_on_cpu and ray_indices.device.type == "cpu":
             first, last = int(ray_indices[0]), int(ray_indices[-1])
             if first < 0 or last >= n_rays or first > last:
                 raise ValueError(f"ray_indices must be sorted and in [0, {n_rays}), got first {first}, last {last}")

@@ -99,7 +99,7 @@ class NonFiniteGuard:
             # one fused pass (10x cheaper than isfinite per tensor on a hash table); NaN/inf
             # propagate into the norms, and a norm that overflows float32 means a step
             # that would wreck the weights anyway
-            norms = torch.stack([n.to(loss.device) for n in torch._foreach_norm(grads)])
+            norms = torch.stack(torch._foreach_norm(grads))
             bad = bad | ~torch.isfinite(norms).all()
         return bad.float()
 
