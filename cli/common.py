@@ -100,22 +100,20 @@ def _is_cuda_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(w in text for w in _CUDA_OOM_WORDS)
 
 
-def _command_path() -> str:
-    import click
-
-    ctx = click.get_current_context(silent=True)
-    return " ".join(ctx.command_path.split()[1:]) if ctx is not None else ""
+def _command_name(fn: Callable[..., Any]) -> str:
+    """``train_sdf_cmd`` / ``train_nerf_command`` -> ``"train sdf"`` / ``"train nerf"`` (the naming rule of cli/)."""
+    return re.sub(r"_(cmd|command)$", "", fn.__name__).replace("_", " ")
 
 
 def _gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
-def _cuda_oom_message(exc: BaseException) -> str:
+def _cuda_oom_message(exc: BaseException, command: str) -> str:
     """One line: what was asked for, what the GPU holds, the option to lower, the checkpoint kept.
 
     Example: ``CUDA out of memory during train nerf (tried to allocate 2.00 GiB; GPU 0: 78.9 GiB
-    of 79.3 GiB in use, peak 61.2 GiB by taichifield); lower --target-samples ...; the last
+    of 79.3 GiB in use, peak 61.2 GiB by torch); lower --target-samples ...; the last
     checkpoint runs/x/ckpt.pt (step 1500) is kept: continue with --resume``
     """
     text = " ".join(str(exc).split())
@@ -132,16 +130,18 @@ def _cuda_oom_message(exc: BaseException) -> str:
         pass
     if not facts:
         facts.append(text[:120] or type(exc).__name__)
-    command = _command_path()
+    command = command if command in _OOM_HINTS else ""  # e.g. the bench scripts' wrapper "run"
     where = f" during {command}" if command else ""
     hint = _OOM_HINTS.get(command, "lower --res, the image size or the batch size")
     line = f"CUDA out of memory{where} ({'; '.join(facts)}); {hint}"
     if _current_run:
         ckpt = _current_run[0] / "ckpt.pt"
         if ckpt.is_file():
-            from taichifield.runfolder import describe_run
+            from taichifield.runfolder import run_progress
 
-            line += f"; the last checkpoint {ckpt} is kept ({describe_run(ckpt)}): continue with --resume"
+            progress = run_progress(ckpt)
+            at = "" if progress is None else f" (step {progress[0]})"
+            line += f"; the last checkpoint {ckpt}{at} is kept: continue with --resume"
         else:
             line += "; no checkpoint was written yet"
     return line
@@ -186,7 +186,7 @@ def cli_command(fn: F) -> F:
             raise
         except Exception as exc:
             if _is_cuda_out_of_memory(exc):
-                err(_cuda_oom_message(exc))
+                err(_cuda_oom_message(exc, _command_name(fn)))
                 raise typer.Exit(2) from None
             if _is_out_of_memory(exc):  # torch reports failed allocations as RuntimeError
                 detail = " ".join(str(exc).split())

@@ -29,7 +29,7 @@ from .errors import CheckpointError, InputError
 
 __all__ = [
     "LOCK_NAME", "RUN_ARTIFACTS", "RunLock", "check_output_file", "check_output_folder", "check_run_folder",
-    "claim_run_dir", "clear_run", "describe_run", "first_missing", "open_run",
+    "claim_run_dir", "clear_run", "describe_run", "first_missing", "open_run", "run_progress",
 ]
 
 log = logging.getLogger(__name__)
@@ -40,22 +40,28 @@ RUN_ARTIFACTS = ("ckpt.pt", "metrics.json", "history.json", "curves.png", "previ
                  "ckpt.mesh*.ply", "progress")
 
 
-def describe_run(ckpt: Path) -> str:
-    """"a finished run (ckpt.pt, step 500 of 500)" / "an unfinished run (...)" / "a run (ckpt.pt)".
+def run_progress(ckpt: Path) -> tuple[int, int | None] | None:
+    """(step reached, steps configured or None) of a checkpoint, or None if it cannot be read.
 
-    Reads only the checkpoint's step and configured steps (memory-mapped, tensors untouched);
-    an unreadable file is still a run that must not be replaced silently.
+    Memory-mapped: the tensors are not read, so this is cheap even for a large run.
     """
     try:
         import torch
 
         data = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
-        step = int(data["step"])
         config = data.get("config") or {}
         total = config.get("steps", (config.get("train") or {}).get("steps"))
-        total = int(total) if total is not None else None
-    except Exception:  # noqa: BLE001 - a damaged checkpoint is described without its step
+        return int(data["step"]), (int(total) if total is not None else None)
+    except Exception:  # noqa: BLE001 - a damaged checkpoint is still a run that must not be replaced
+        return None
+
+
+def describe_run(ckpt: Path) -> str:
+    """"a finished run (ckpt.pt, step 500 of 500)" / "an unfinished run (...)" / "a run (ckpt.pt)"."""
+    progress = run_progress(ckpt)
+    if progress is None:
         return f"a run ({ckpt.name})"
+    step, total = progress
     if total is None:
         return f"a run ({ckpt.name}, step {step})"
     state = "a finished" if step >= total else "an unfinished"

@@ -619,3 +619,72 @@ def test_orbit_video_needs_a_video_suffix(tmp_path):
     res = CliRunner().invoke(app, ["render", "nerf", str(tmp_path / "ckpt.pt"), "--orbit", "--out", str(tmp_path / "o.xyz")])
     assert res.exit_code == 2 and "must end in .mp4 or .gif" in res.output
     assert not (tmp_path / "o.xyz").exists()
+
+
+# ----------------------------------------------------------------------------- CUDA out of memory
+
+
+TORCH_OOM = ("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 7.79 GiB of which "
+             "1.05 GiB is free. Of the allocated memory 5.90 GiB is allocated by PyTorch")
+TAICHI_OOM = ("[cuda_driver.h:operator()@92] CUDA Error CUDA_ERROR_OUT_OF_MEMORY: out of memory while calling "
+              "mem_alloc (cuMemAlloc_v2)")
+
+
+def test_cuda_oom_in_training_keeps_the_last_checkpoint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                        files: dict[str, Path]) -> None:
+    """torch.cuda.OutOfMemoryError at step 3, after the checkpoint of step 2: one line with the
+    request, the option to lower and the checkpoint kept; --resume then continues from step 2."""
+    import taichifield.train.sdf as sdf_train
+
+    real = sdf_train.train_sdf
+
+    def runs_out_at_step_3(*args: Any, on_step: Any = None, **kwargs: Any) -> Any:
+        def step(i: int, stats: dict[str, float]) -> None:
+            if i == 3:
+                raise torch.cuda.OutOfMemoryError(TORCH_OOM)
+            on_step(i, stats)
+
+        return real(*args, on_step=step, **kwargs)
+
+    monkeypatch.setattr(sdf_train, "train_sdf", runs_out_at_step_3)
+    run = tmp_path / "run"
+    line = expect_error(["train", "sdf", files["points"], "--out", run, "--steps", 10, "--checkpoint-every", 2,
+                         "--batch-size", 32, "--no-preview", "--arch", "cpu", "-q"])
+    gpu = "" if not torch.cuda.is_available() else line.split("tried to allocate 2.00 GiB")[1].split(")")[0]
+    assert line == (f"error: CUDA out of memory during train sdf (tried to allocate 2.00 GiB{gpu}); lower --batch-size; "
+                    f"the last checkpoint {run / 'ckpt.pt'} (step 2) is kept: continue with --resume")
+    assert torch.load(run / "ckpt.pt", weights_only=True)["step"] == 2
+    monkeypatch.setattr(sdf_train, "train_sdf", real)
+    res = run_cli(["train", "sdf", files["points"], "--out", run, "--resume", "--steps", 4, "--no-preview",
+                   "--arch", "cpu", "-q"])
+    assert res.exit_code == 0 and "4 steps" in res.stdout, res.output
+
+
+def test_cuda_oom_before_any_checkpoint_and_in_meshing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                       files: dict[str, Path], sdf_ckpt: Path) -> None:
+    import taichifield.geometry.extract as extract
+    import taichifield.train.nerf as nerf_train
+
+    def taichi_oom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(TAICHI_OOM)
+
+    monkeypatch.setattr(extract, "extract_mesh", taichi_oom)
+    out = tmp_path / "m.ply"
+    line = expect_error(["mesh", "sdf", sdf_ckpt, "--out", out, "--res", 8, "--arch", "cpu", "-q"], absent=[out])
+    assert line.startswith("error: CUDA out of memory during mesh sdf (") and line.endswith("); lower --res"), line
+    if not torch.cuda.is_available():  # the driver's words stand in for the numbers torch would give
+        assert "CUDA_ERROR_OUT_OF_MEMORY" in line
+
+    def torch_oom(*args: Any, **kwargs: Any) -> Any:
+        raise torch.cuda.OutOfMemoryError(TORCH_OOM)
+
+    monkeypatch.setattr(nerf_train, "run_train_nerf", torch_oom)
+    run = tmp_path / "run"
+    scene = blender_scene(tmp_path / "scene", [{"file_path": f"./train/r_{i}", "transform_matrix": m} for i, m in
+                                               enumerate([POSE, [[1.0, 0, 0, 1.0], [0, 1.0, 0, 0], [0, 0, 1.0, 4.0],
+                                                                 [0, 0, 0, 1.0]]])])
+    for i in range(2):
+        png(scene / "train" / f"r_{i}.png")
+    line = expect_error(["train", "nerf", scene, "--out", run, "--steps", 5, "--arch", "cpu", "-q"])
+    assert "lower --target-samples (samples per step) or raise --downscale; no checkpoint was written yet" in line
+    assert line.startswith("error: CUDA out of memory during train nerf (tried to allocate 2.00 GiB")
