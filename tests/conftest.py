@@ -1,10 +1,17 @@
 """Test fixtures: the Taichi runtime is initialised here, never at import.
 
-* every test runs on CPU / float32 unless it asks otherwise (autouse ``_taichi``);
+* a test that asks for no arch runs on ``TAICHIFIELD_TEST_ARCH`` (default ``cpu``) / float32
+  (autouse ``_taichi``); a test that asks for ``arch``, ``train_arch`` or ``f64`` gets that
+  and the autouse fixture stays out of its way;
 * ``f64``: CPU with float64 kernel locals, for ``torch.autograd.gradcheck``;
-* ``arch``: parametrises a test over ``cpu`` and ``vulkan`` (inference kernels).
-  Vulkan is skipped where unavailable, unless ``TAICHIFIELD_REQUIRE_VULKAN=1``
-  (set by CI), where its absence is a failure.
+* ``arch``: parametrises a test over ``cpu``, ``vulkan`` and ``cuda`` (inference kernels);
+* ``train_arch``: over ``cpu`` and ``cuda`` (training: Taichi autodiff needs one of them).
+
+On the ``cuda`` legs torch's default device is the GPU for the test's duration, so tensors a
+test creates live where the kernels run; ``device`` gives that device explicitly. The cuda
+legs run whenever torch sees a GPU and Taichi's CUDA backend starts, and skip with that reason
+otherwise. Vulkan is skipped where unavailable, unless ``TAICHIFIELD_REQUIRE_VULKAN=1`` (set by
+CI), and CUDA likewise with ``TAICHIFIELD_REQUIRE_CUDA=1`` (set by ``bench/gpu_check.sh``).
 
 Re-initialising Taichi happens only when the requested (arch, precision) changes.
 """
@@ -12,12 +19,22 @@ Re-initialising Taichi happens only when the requested (arch, precision) changes
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
+from typing import Iterator
 
 import pytest
+import torch
 
 from taichifield import runtime
 
-_vulkan_ok: bool | None = None
+sys.path.insert(0, str(Path(__file__).parent))  # test helpers (sync_counter) import by name
+
+_available: dict[str, bool] = {}
+_REASONS = {
+    "vulkan": "Taichi Vulkan backend unavailable (apt-get install mesa-vulkan-drivers libvulkan1)",
+    "cuda": "no CUDA GPU: torch sees none or Taichi's CUDA backend does not start",
+}
 
 
 def use_arch(arch: str, default_fp: str = "float32") -> None:
@@ -25,20 +42,43 @@ def use_arch(arch: str, default_fp: str = "float32") -> None:
         runtime.init(arch, default_fp=default_fp)
 
 
-def vulkan_available() -> bool:
-    global _vulkan_ok
-    if _vulkan_ok is None:
+def arch_available(name: str) -> bool:
+    if name == "cpu":
+        return True
+    if name not in _available:
+        if name == "cuda" and not torch.cuda.is_available():
+            _available[name] = False
+        else:
+            try:
+                runtime.init(name)
+                _available[name] = True
+            except runtime.ArchError:
+                _available[name] = False
+    return _available[name]
+
+
+def _enter(name: str) -> Iterator[str]:
+    if not arch_available(name):
+        if os.environ.get(f"TAICHIFIELD_REQUIRE_{name.upper()}") == "1":
+            pytest.fail(f"{name} required (TAICHIFIELD_REQUIRE_{name.upper()}=1) but unavailable")
+        pytest.skip(_REASONS[name])
+    use_arch(name)
+    if name == "cuda":
+        previous = torch.get_default_device()
+        torch.set_default_device(runtime.device())
         try:
-            runtime.init("vulkan")
-            _vulkan_ok = True
-        except runtime.ArchError:
-            _vulkan_ok = False
-    return _vulkan_ok
+            yield name
+        finally:
+            torch.set_default_device(previous)
+    else:
+        yield name
 
 
 @pytest.fixture(autouse=True)
-def _taichi() -> None:
-    use_arch("cpu")
+def _taichi(request: pytest.FixtureRequest) -> None:
+    if {"arch", "train_arch", "f64"} & set(request.fixturenames):
+        return  # the arch the test asked for wins
+    use_arch(os.environ.get("TAICHIFIELD_TEST_ARCH", "cpu"))
 
 
 @pytest.fixture
@@ -46,12 +86,17 @@ def f64() -> None:
     use_arch("cpu", "float64")
 
 
-@pytest.fixture(params=["cpu", "vulkan"])
-def arch(request: pytest.FixtureRequest) -> str:
-    name = request.param
-    if name == "vulkan" and not vulkan_available():
-        if os.environ.get("TAICHIFIELD_REQUIRE_VULKAN") == "1":
-            pytest.fail("Vulkan required (TAICHIFIELD_REQUIRE_VULKAN=1) but unavailable")
-        pytest.skip("Taichi Vulkan backend unavailable (apt-get install mesa-vulkan-drivers libvulkan1)")
-    use_arch(name)
-    return name
+@pytest.fixture(params=["cpu", "vulkan", "cuda"])
+def arch(request: pytest.FixtureRequest) -> Iterator[str]:
+    yield from _enter(request.param)
+
+
+@pytest.fixture(params=["cpu", "cuda"])
+def train_arch(request: pytest.FixtureRequest) -> Iterator[str]:
+    yield from _enter(request.param)
+
+
+@pytest.fixture
+def device() -> torch.device:
+    """The device the running arch's kernels take (use with ``arch`` / ``train_arch``)."""
+    return runtime.device()
