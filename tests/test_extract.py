@@ -144,3 +144,43 @@ def test_small_component_between_coarse_corners_found_by_lipschitz_seed():
     dv, df = dense(two_balls, 64)
     assert_same_mesh(v, f, dv, df)
     assert euler(f) == 4
+
+
+def sphere_error(v: np.ndarray) -> np.ndarray:
+    return np.abs(np.linalg.norm(v - np.array([0.03, -0.02, 0.01]), axis=1) - 0.61)
+
+
+@pytest.mark.parametrize("name, fn, steps", [
+    ("sdf-autograd", sphere, 1),
+    ("sdf-finite-differences", lambda p: sphere(p).detach(), 1),
+    # not a distance: value ~ 2 r * distance; Newton converges quadratically
+    ("squared", lambda p: ((p - torch.tensor([0.03, -0.02, 0.01])) ** 2).sum(-1) - 0.61**2, 2),
+], ids=lambda x: x if isinstance(x, str) else "")
+def test_projection_puts_vertices_on_the_sphere(name, fn, steps):
+    v0, f0 = extract_mesh(fn, 32, BOX)
+    v, f = extract_mesh(fn, 32, BOX, project_steps=steps)
+    assert np.array_equal(f, f0)  # connectivity unchanged: still watertight
+    before, after = sphere_error(v0), sphere_error(v)
+    # linear interpolation of a sphere's field is off by up to ~cell^2 / (8 r) = 8e-4 here
+    assert before.max() > 2e-4
+    # one Newton step along the exact radial gradient lands on the sphere: float32 rounding
+    assert after.max() < 1e-2 * before.max() and after.max() < 2e-6
+    assert np.abs(v - v0).max() <= 2 / 31 + 1e-6  # at most one cell
+
+
+def test_projection_moves_at_most_max_move_and_skips_flat_points():
+    from taichifield.geometry.project import project_to_level_set
+
+    pts = torch.tensor([[1.5, 0.0, 0.0], [0.0, 0.0, 0.0]])  # 0.89 outside; the centre: |grad| = 0 there
+
+    def field(p):
+        return p.norm(dim=-1) ** 2 - 0.61**2  # gradient 2p: zero at the centre
+
+    x = project_to_level_set(pts, field, steps=3, max_move=0.1)
+    assert torch.allclose(x[0], torch.tensor([1.4, 0.0, 0.0]))  # capped, straight toward the sphere
+    assert torch.equal(x[1], pts[1])
+
+
+def test_projection_bad_argument():
+    with pytest.raises(InputError, match="project_steps"):
+        extract_mesh(sphere, 16, BOX, project_steps=-1)

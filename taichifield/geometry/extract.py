@@ -39,6 +39,7 @@ import torch
 from .. import runtime
 from ..errors import InputError, ResourceError
 from .brick_mc import bricks_marching_cubes, canonicalise
+from .project import project_to_level_set
 
 __all__ = ["extract_mesh", "MAX_RESOLUTION"]
 
@@ -173,6 +174,7 @@ def extract_mesh(
     *,
     batch_size: int = 2**18,
     progress: ProgressFn | None = None,
+    project_steps: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Extract the ``level`` set of a field over a ``resolution^3`` grid in ``bbox``.
 
@@ -187,6 +189,12 @@ def extract_mesh(
         batch_size: most points per ``sdf_fn`` call.
         progress: optional ``progress(done, total)`` in field evaluations; ``total``
             grows while the flood fill discovers bricks.
+        project_steps: Newton steps that move each vertex onto the level set along the
+            field's gradient (:func:`.project.project_to_level_set`; autograd, or central
+            differences where there is none), each vertex at most one cell from its
+            marching-cubes position; 0 (default) keeps the linear interpolants. The
+            connectivity is unchanged. For an exact SDF one step removes marching cubes'
+            O(cell^2 * curvature) offset (about 100x on a sphere at 32^3).
 
     Returns:
         vertices: (V, 3) float32 world coordinates.
@@ -201,6 +209,8 @@ def extract_mesh(
     lo, hi = _parse_bbox(bbox)
     if batch_size <= 0:
         raise InputError(f"extract_mesh: batch_size must be positive, got {batch_size}")
+    if isinstance(project_steps, bool) or not isinstance(project_steps, (int, np.integer)) or project_steps < 0:
+        raise InputError(f"extract_mesh: project_steps must be a non-negative integer, got {project_steps!r}")
     runtime.ensure_init()
     dev = runtime.device()
     cell = (hi - lo) / (R - 1)
@@ -264,4 +274,8 @@ def extract_mesh(
     canonicalise(vals, origin, brick_map, R)
     verts, faces = bricks_marching_cubes(vals, origin, brick_map, R, level)
     world = verts.cpu().numpy().astype(np.float64) * cell + lo  # one rounding to float32, at the end
+    if project_steps and len(world):
+        moved = project_to_level_set(torch.from_numpy(world.astype(np.float32)).to(dev), sdf_fn, level,
+                                     steps=int(project_steps), max_move=float(cell.min()), batch_size=batch_size)
+        return moved.cpu().numpy(), faces.cpu().numpy()
     return world.astype(np.float32), faces.cpu().numpy()
