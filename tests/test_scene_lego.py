@@ -240,14 +240,21 @@ def test_fused_tracer_hits_the_analytic_surface_and_matches_the_old_tracer() -> 
     assert (diff > 2 / 255).float().mean() < 0.002 and diff.mean() < 1e-3
 
 
-def test_fused_tracer_results_follow_the_rays_device() -> None:
+def test_fused_tracer_on_every_arch(arch: str) -> None:
+    """Rays on the runtime's device: the kernel runs there, results stay there, hits are on the surface."""
+    from taichifield import runtime
     from taichifield.scenes.lego_trace import trace_lego
 
-    o, d = _view_rays(8)
+    o, d = _view_rays(16)
+    o, d = o.to(runtime.device()), d.to(runtime.device())
     res = trace_lego(o, d)
     assert all(v.device == o.device for v in res.values())
-    assert res["t"].shape == (64,) and res["normal"].shape == (64, 3) and res["rgba"].shape == (64, 4)
-    empty = trace_lego(torch.zeros(0, 3), torch.zeros(0, 3))
+    assert res["t"].shape == (256,) and res["normal"].shape == (256, 3) and res["rgba"].shape == (256, 4)
+    hit = res["hit"].cpu()
+    assert 0.1 < hit.float().mean() < 0.9
+    pts = (o.cpu() + res["t"].cpu()[:, None] * d.cpu())[hit]
+    assert lego.lego_sdf(pts).abs().max() < 2e-4 + 1e-5
+    empty = trace_lego(torch.zeros(0, 3, device=o.device), torch.zeros(0, 3, device=o.device))
     assert empty["hit"].shape == (0,)
 
 

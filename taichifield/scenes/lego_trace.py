@@ -158,11 +158,12 @@ def trace_lego(rays_o: torch.Tensor, rays_d: torch.Tensor, *, max_steps: int = 1
     o = rays_o.detach().to(torch.float32).contiguous()
     d = rays_d.detach().to(torch.float32).contiguous()
     n = o.shape[0]
-    t = torch.zeros(n, dtype=torch.float32, device=dev)
-    hit = torch.zeros(n, dtype=torch.int32, device=dev)
-    normal = torch.zeros(n, 3, dtype=torch.float32, device=dev)
-    brick = torch.zeros(n, dtype=torch.int32, device=dev)
-    rgba = torch.zeros(n, 4, dtype=torch.float32, device=dev)
+    # the kernel writes every element of its outputs, so no zero fill
+    t = torch.empty(n, dtype=torch.float32, device=dev)
+    hit = torch.empty(n, dtype=torch.int32, device=dev)
+    normal = torch.empty(n, 3, dtype=torch.float32, device=dev)
+    brick = torch.empty(n, dtype=torch.int32, device=dev)
+    rgba = torch.empty(n, 4, dtype=torch.float32, device=dev)
     if n:
         colors = torch.tensor([b.color for b in lego.BRICKS], dtype=torch.float32, device=dev)
         bricks, geom, masks = scene_tables(dev, cull)
