@@ -18,7 +18,7 @@ Rules (README "Failure modes"):
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import errno
 import logging
 import os
 import shutil
@@ -27,12 +27,20 @@ from typing import Iterator
 
 from .errors import CheckpointError, InputError
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: runs are not locked
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = [
     "LOCK_NAME", "RUN_ARTIFACTS", "RunLock", "check_output_file", "check_output_folder", "check_run_folder",
     "claim_run_dir", "clear_run", "describe_run", "first_missing", "open_run", "run_progress",
 ]
 
 log = logging.getLogger(__name__)
+
+#: errors of a file system without flock support (some network mounts): run unlocked, with a warning
+_NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 
 LOCK_NAME = ".taichifield.lock"
 #: what taichifield writes into a run folder (glob patterns); ``--overwrite`` removes these
@@ -74,9 +82,11 @@ def _lock_holder(folder: Path) -> int | None:
     Probes with a shared non-blocking flock on a read-only descriptor: writes nothing.
     """
     path = folder / LOCK_NAME
+    if fcntl is None:
+        return None
     try:
         fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
+    except (FileNotFoundError, PermissionError):
         return None
     try:
         try:
@@ -84,6 +94,10 @@ def _lock_holder(folder: Path) -> int | None:
         except BlockingIOError:
             text = os.pread(fd, 32, 0).decode(errors="replace").strip()
             return int(text) if text.isdigit() else 0
+        except OSError as exc:
+            if exc.errno in _NO_LOCKS:
+                return None
+            raise
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:
@@ -114,11 +128,19 @@ class RunLock:
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
         try:
+            if fcntl is None:
+                raise OSError(errno.ENOSYS, "no fcntl module")
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             text = os.pread(fd, 32, 0).decode(errors="replace").strip()
             os.close(fd)
             raise _busy_error(folder, int(text) if text.isdigit() else 0) from None
+        except OSError as exc:
+            if exc.errno not in _NO_LOCKS:
+                os.close(fd)
+                raise
+            log.warning("%s: this file system cannot lock files (%s); the run folder is not protected "
+                        "against a second writer", folder, exc.strerror)
         except BaseException:
             os.close(fd)
             raise
@@ -128,7 +150,7 @@ class RunLock:
 
     def release(self) -> None:
         if self._fd >= 0:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, AttributeError):
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = -1

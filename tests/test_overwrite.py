@@ -300,3 +300,22 @@ def test_lock_is_exclusive_within_one_process_too(tmp_path: Path) -> None:
         with pytest.raises(InputError, match=f"process {os.getpid()} is training"):
             RunLock.acquire(tmp_path / "r")
     RunLock.acquire(tmp_path / "r").release()
+
+
+def test_file_system_without_locks_runs_unlocked_with_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    """Some network mounts answer flock with ENOLCK: training still runs, and says it is unprotected."""
+    import errno
+    import fcntl
+
+    import taichifield.runfolder as runfolder
+
+    def no_locks(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with caplog.at_level("WARNING", logger="taichifield.runfolder"):
+        lock = runfolder.RunLock.acquire(tmp_path / "r")
+    lock.release()
+    assert "cannot lock files (No locks available)" in caplog.text
+    runfolder.check_run_folder(tmp_path / "r", resume=False, overwrite=False)  # the probe does not fail either
