@@ -40,16 +40,26 @@ class Row:
     torch_fb: float
 
 
+def _sync() -> None:
+    """Wait for queued GPU work (Taichi's and torch's kernels) so a timer measures kernels,
+    not launches; a no-op on the CPU."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def _best_times(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
-    """Warm every fn up twice (compilation, allocator), then alternate them; best wall time each."""
+    """Warm every fn up twice (compilation, allocator), then alternate them; best wall time
+    each, synchronised before and after every call on a GPU."""
     for fn in fns.values():
         fn()
         fn()
     best = {k: float("inf") for k in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            _sync()
             t0 = time.perf_counter()
             fn()
+            _sync()
             best[name] = min(best[name], time.perf_counter() - t0)
     return best
 
@@ -84,8 +94,8 @@ def run(n_points: int = 65536, log2_sizes: tuple[int, ...] = (15, 19), repeats: 
     from taichifield import runtime
 
     device = runtime.device()
-    gen = torch.Generator().manual_seed(0)
-    x = torch.rand(n_points, 3, generator=gen).to(device)
+    gen = torch.Generator(device=device).manual_seed(0)
+    x = torch.rand(n_points, 3, generator=gen, device=device)
     rows: list[Row] = []
     for log2_t in log2_sizes:
         def make(impl: str, log2_t: int = log2_t) -> torch.nn.Module:

@@ -123,6 +123,7 @@ class NerfModel(nn.Module):
 
         kwargs.setdefault("near", float(self.meta.get("near", 2.0)))
         kwargs.setdefault("far", float(self.meta.get("far", 6.0)))
-        kwargs.setdefault("step_size", self.step_size)
+        if "step_size" not in kwargs:
+            kwargs["step_size"] = self.step_size
         kwargs.setdefault("background", self.background)
         return render_view(self.field, self.grid, c2w, width, height, fx, fy, cx, cy, **kwargs)

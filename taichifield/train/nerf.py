@@ -202,7 +202,7 @@ class NerfTrainer:
             config.grid_resolution = 128 if dev.type == "cuda" else 64
         if config.cull_samples is None:
             config.cull_samples = dev.type == "cpu"
-        self.model = NerfModel.build(config.model, aabb, config.grid_resolution, dev)
+        self.model = NerfModel.build(config.model, aabb, config.grid_resolution, dev, meta=self._meta())
         field = self.model.field
         decay_ids = {id(p) for p in field.mlp_parameters()}
         groups = [
@@ -233,6 +233,12 @@ class NerfTrainer:
 
         self.last_t = time.monotonic()
         self.preview = _ProgressView(config, self.run_dir / "progress", views.width) if config.progress_images else None
+
+    def _meta(self) -> dict[str, Any]:
+        """The render settings a checkpoint carries (and the live model uses)."""
+        v, config = self.views, self.config
+        return {"step_size": self.step_size, "near": v.near, "far": v.far, "eval_background": [1.0, 1.0, 1.0],
+                "downscale": config.downscale, "width": v.width, "height": v.height}
 
     def _batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``n`` random training pixels: rays (n, 3) x2, target colours (n, 3), backgrounds (n, 3)."""
@@ -291,7 +297,7 @@ class NerfTrainer:
                 "rays": float(n), "lr": lr, "marched": float(n_marched), "evaluated": float(n_eval)}
 
     def save(self, step: int) -> None:
-        config, views = self.config, self.views
+        config = self.config
         if self.preview is not None:
             self.preview.write(step, self.model.field, self.model.grid, self.step_size)
         trainer = {"n_rays": self.n_rays, "psnr_ema": float(self.psnr_ema) if self.psnr_ema is not None else 0.0,
@@ -299,9 +305,7 @@ class NerfTrainer:
         save_checkpoint(self.run_dir / "ckpt.pt", "nerf",
                         {"model": config.model.to_dict(), "train": config.to_dict(), "scene": config.scene},
                         self.model.state_dict(), optimizer=self.optimizer.state_dict(), rng=rng_state(), step=step,
-                        meta={"trainer": trainer, "step_size": self.step_size, "near": views.near, "far": views.far,
-                              "eval_background": [1.0, 1.0, 1.0], "downscale": config.downscale,
-                              "width": views.width, "height": views.height})
+                        meta={"trainer": trainer, **self._meta()})
 
     def run(self, progress: ProgressFn | None = None) -> NerfTrainResult:
         config, field, grid = self.config, self.model.field, self.model.grid
