@@ -30,8 +30,9 @@ import numpy as np
 import torch
 
 from ..data.points import Normalization, OrientedPoints, load_oriented_points
-from ..errors import CheckpointError, InputError
+from ..errors import InputError
 from ..fields.sdf import SDFField, build_sdf_field
+from ..pipelines.sdf import SDFModel, field_device, load_sdf
 from . import losses as L
 from .checkpoint import load_checkpoint, save_checkpoint
 from .loop import LoopResult, NonFiniteGuard, adam, log_interval, lr_schedule, rng_state, run_loop, set_rng_state
@@ -95,78 +96,6 @@ class SDFTrainConfig:
     """Seed of sampling and initialisation."""
     checkpoint_every: int = 500
     """Steps between periodic checkpoints."""
-
-
-class SDFModel:
-    """A trained field plus its normalisation: a callable in the input's coordinates.
-
-    ``sdf(x)`` maps (M, 3) input-coordinate points to (M,) signed distances in input units
-    (the network value times ``scale``); ``gradient(x)`` gives (M, 3) unit-free gradients.
-    """
-
-    def __init__(self, field: SDFField, normalization: Normalization, config: dict[str, Any], step: int = 0) -> None:
-        self.field = field.eval()
-        self.normalization = normalization
-        self.config = config
-        self.step = step
-        self._center = torch.as_tensor(normalization.center, dtype=torch.float32)
-        self.scale = float(normalization.scale)
-
-    def to_unit(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self._center.to(x.device)) / self.scale
-
-    def bbox(self, margin: float = 1.0) -> np.ndarray:
-        """(2, 3) box of the training cube ``[-margin, margin]^3`` in input coordinates."""
-        cube = np.array([[-margin] * 3, [margin] * 3])
-        return self.normalization.to_input(cube)
-
-    @property
-    def device(self) -> torch.device:
-        """Where the field's weights live (CUDA for a hash grid under arch cuda)."""
-        return next(self.field.parameters()).device
-
-    @torch.no_grad()
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.field(self.to_unit(x.float()).to(self.device)) * self.scale).to(x.device)
-
-    def gradient(self, x: torch.Tensor) -> torch.Tensor:
-        _, g = self.field.value_and_gradient(self.to_unit(x.float()).to(self.device), create_graph=False)
-        return g.detach().to(x.device)
-
-
-def field_device(model: str) -> torch.device:
-    """Device for a field: the Taichi kernels' device when the model runs Taichi kernels
-    (the hash grid; starts Taichi with arch auto if nothing started it), else the current
-    runtime's device, else the CPU."""
-    from .. import runtime
-
-    if model == "hashgrid":
-        runtime.ensure_init()
-    return runtime.device() if runtime.is_initialized() else torch.device("cpu")
-
-
-def _field_from_config(cfg: dict[str, Any]) -> SDFField:
-    """The full model config saved with the weights wins over today's defaults."""
-    full = dict(cfg.get("model_config") or {"model": cfg["model"], **cfg.get("model_options", {})})
-    return build_sdf_field(full.pop("model"), **full)
-
-
-def load_sdf(path: str | os.PathLike[str]) -> SDFModel:
-    """Load ``RUN/ckpt.pt`` (or ``RUN``) written by :func:`train_sdf`.
-
-    Raises:
-        CheckpointError: not an SDF checkpoint, or one whose weights do not fit its config.
-    """
-    ckpt = load_checkpoint(path, "sdf")
-    cfg = ckpt["config"]
-    try:
-        model = _field_from_config(cfg)
-        model.load_state_dict(ckpt["state"])
-        model.to(field_device(model.name))
-        norm = Normalization.from_dict(ckpt["meta"]["normalization"])
-    except (KeyError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: SDF checkpoint does not match its config ({str(exc).splitlines()[0][:120]})") from None
-    return SDFModel(model, norm, cfg, int(ckpt["step"]))
 
 
 class _Sampler:
