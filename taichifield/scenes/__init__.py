@@ -1,7 +1,9 @@
 """Procedural scenes: analytic geometry rendered into datasets on first use.
 
 * :mod:`taichifield.scenes.lego` - the LEGO-brick scene (SDF, colours, shading, camera rig).
-* :func:`prepare_scene` - render a ``scene.json`` folder into Blender-format views (cached).
+* :func:`prepare_scene` - render a ``scene.json`` folder into Blender-format views (cached,
+  only the views asked for).
+* :func:`trace_lego` - the fused, brick-culled Taichi tracer that renders them.
 * :func:`lego_gt_mesh` - the scene's ground-truth mesh, for geometry evaluation.
 """
 
@@ -20,6 +22,7 @@ _LAZY = {
     "lego_albedo": ".lego",
     "camera_rig": ".lego",
     "lego_sdf_taichi": ".lego_kernel",
+    "trace_lego": ".lego_trace",
 }
 
 __all__ = sorted(_LAZY)
