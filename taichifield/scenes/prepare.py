@@ -116,16 +116,15 @@ def _rendered_views(folder: Path, spec: SceneSpec, split: str) -> int:
     return len(frames)
 
 
-def _trace(c2w: torch.Tensor, px: torch.Tensor, py: torch.Tensor, W: int, H: int, focal: float) -> torch.Tensor:
-    """Premultiplied RGBA (M, 4) on ``c2w``'s device of rays through pixels ``(px, py)`` (M,) (centres at +0.5).
+def _trace(rays: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Premultiplied RGBA (M, 4), on the rays' device, of rays ``(rays_o, rays_d)`` (M, 3) each.
 
-    Rays are :func:`taichifield.cameras.pixel_rays`; hits come from the fused tracer
-    :func:`taichifield.scenes.lego_trace.trace_lego`, shaded as :func:`lego.shade`.
+    Hits come from the fused tracer :func:`taichifield.scenes.lego_trace.trace_lego`,
+    shaded as :func:`lego.shade`.
     """
-    from .lego_trace import trace_lego
+    from .lego_trace import trace_lego  # imports Taichi; is_procedural() and the spec readers need not
 
-    o, d = cameras.pixel_rays(c2w, px, py, focal, focal, 0.5 * W, 0.5 * H)
-    return trace_lego(o, d, max_steps=160, eps=2e-4)["rgba"]
+    return trace_lego(*rays, max_steps=160, eps=2e-4)["rgba"]
 
 
 def render_lego_view(c2w: torch.Tensor, resolution: int, camera_angle_x: float, supersample: int = 1,
@@ -154,9 +153,7 @@ def render_lego_view(c2w: torch.Tensor, resolution: int, camera_angle_x: float, 
     W = H = resolution
     focal = cameras.focal_from_fov(camera_angle_x, W)
     c2w = c2w.to(dev, torch.float32)
-    py, px = torch.meshgrid(torch.arange(H, dtype=torch.float32, device=dev),
-                            torch.arange(W, dtype=torch.float32, device=dev), indexing="ij")
-    rgba = _trace(c2w, px.reshape(-1), py.reshape(-1), W, H, focal).reshape(H, W, 4)
+    rgba = _trace(cameras.image_rays(c2w, W, H, focal, focal, 0.5 * W, 0.5 * H)).reshape(H, W, 4)
     s = int(supersample)
     if s > 1:
         diff = torch.zeros(H, W, device=dev)
@@ -173,7 +170,8 @@ def render_lego_view(c2w: torch.Tensor, resolution: int, camera_angle_x: float, 
             oy, ox = torch.meshgrid(sub, sub, indexing="ij")
             spx = (ex.float()[:, None] + ox.reshape(1, -1)).reshape(-1)
             spy = (ey.float()[:, None] + oy.reshape(1, -1)).reshape(-1)
-            rgba[ey, ex] = _trace(c2w, spx, spy, W, H, focal).reshape(-1, s * s, 4).mean(dim=1)
+            rays = cameras.pixel_rays(c2w, spx, spy, focal, focal, 0.5 * W, 0.5 * H)
+            rgba[ey, ex] = _trace(rays).reshape(-1, s * s, 4).mean(dim=1)
     a = rgba[..., 3:4]
     rgb = torch.where(a > 0, rgba[..., :3] / a.clamp(min=1e-8), torch.zeros_like(rgba[..., :3]))
     return torch.cat([rgb.clamp(0, 1), a], dim=-1).cpu()
