@@ -66,11 +66,11 @@ def test_sigterm_then_resume_continues_exactly(sphere_file: Path, tmp_path: Path
 
 
 #: per-model defaults stated outside the code: README "Surfaces" (the hash grid draws uniform samples
-#: for half a batch; `--model relu` is IGR's own recipe: 1/8 uniform samples (Gropp et al. 2020, as the
+#: for half a batch; `--model mlp` (old name relu) is IGR's own recipe: 1/8 uniform samples (Gropp et al. 2020, as the
 #: uniform_fraction docstring says) and no far-field term) and SIREN's Adam learning rate 1e-4 (Sitzmann et al. 2020).
 _DOCUMENTED_DEFAULTS: dict[str, dict[str, float]] = {
     "hashgrid": {"uniform_fraction": 0.5},
-    "relu": {"uniform_fraction": 0.125, "far_weight": 0.0},
+    "mlp": {"uniform_fraction": 0.125, "far_weight": 0.0},
     "siren": {"lr": 1e-4},
 }
 
@@ -78,8 +78,8 @@ _DOCUMENTED_DEFAULTS: dict[str, dict[str, float]] = {
 @pytest.mark.parametrize(
     "model, loss, options",
     [
-        ("relu", "deepsdf", {"hidden": 16, "layers": 2}),
-        ("relu", "occupancy", {"hidden": 16, "layers": 2}),
+        ("mlp", "deepsdf", {"hidden": 16, "layers": 2}),
+        ("relu", "occupancy", {"hidden": 16, "layers": 2}),  # the old name of mlp still works
         ("siren", "siren", {"hidden": 16, "layers": 2}),
         ("hashgrid", "igr", {"log2_table_size": 10, "n_levels": 4, "max_resolution": 64, "hidden": 16}),
     ],
@@ -89,12 +89,13 @@ def test_every_model_and_loss_trains(sphere_file: Path, tmp_path: Path, model: s
     result = train_sdf(sphere_file, tmp_path / "run", cfg)
     assert result.step == 2 and np.isfinite(result.last_stats["loss"])
     sdf = load_sdf(tmp_path / "run")
-    assert sdf.config["model"] == model and sdf(torch.zeros(4, 3)).shape == (4,)
+    name = {"relu": "mlp"}.get(model, model)  # recorded under its registry name
+    assert sdf.config["model"] == name and sdf(torch.zeros(4, 3)).shape == (4,)
     # per-model defaults are resolved into the checkpoint; the caller's config is untouched
     assert cfg.lr is None and cfg.far_weight is None
     assert all(sdf.config[name] is not None for name in ("lr", "uniform_fraction", "far_weight"))
-    for name, value in _DOCUMENTED_DEFAULTS[model].items():
-        assert sdf.config[name] == value, name
+    for option, value in _DOCUMENTED_DEFAULTS[name].items():
+        assert sdf.config[option] == value, option
     # README: the hash grid's IGR loss has the extra far-field term; the MLPs (IGR's own recipe) do not
     assert ("far" in result.last_stats) == (loss == "igr" and model == "hashgrid")
     assert sdf.gradient(torch.zeros(4, 3)).shape == (4, 3)
@@ -127,6 +128,6 @@ def test_bad_options_and_checkpoints(sphere_file: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="--loss"):
         train_sdf(sphere_file, tmp_path / "run", SDFTrainConfig(loss="l2"))
     with pytest.raises(InputError, match="--model"):
-        train_sdf(sphere_file, tmp_path / "run", SDFTrainConfig(model="mlp"))
+        train_sdf(sphere_file, tmp_path / "run", SDFTrainConfig(model="transformer"))
     with pytest.raises(CheckpointError):
         load_sdf(tmp_path / "missing" / "ckpt.pt")

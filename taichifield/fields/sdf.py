@@ -40,6 +40,9 @@ __all__ = [
     "HashGridSDF",
     "build_sdf_field",
     "MODEL_CONFIGS",
+    "MODEL_ALIASES",
+    "SDF_MODELS",
+    "canonical_model",
     "autograd_gradient",
     "finite_difference_gradient",
 ]
@@ -88,8 +91,8 @@ class HashGridSDFConfig:
     n_features: int = 2
     """Features per level."""
     log2_table_size: int = 16
-    """log2 of the entries per level (2^16 beat 2^18 on the bunny in 300 CPU seconds: a
-    smaller table makes each Adam step cheaper, 5200 steps instead of 1850)."""
+    """log2 of the entries per level (chosen with bench/sdf_quality.py: a smaller table makes
+    each Adam step cheaper; figures in the README)."""
     base_resolution: int = 16
     """Coarsest grid resolution."""
     max_resolution: int = 512
@@ -104,7 +107,13 @@ class HashGridSDFConfig:
     """Hash grid kernel: ``taichi`` or ``torch`` (reference)."""
 
 
-MODEL_CONFIGS: dict[str, type] = {"relu": MLPSDFConfig, "siren": SirenSDFConfig, "hashgrid": HashGridSDFConfig}
+MODEL_ALIASES: dict[str, str] = {"relu": "mlp"}
+"""Old names still accepted (``relu`` trained a Softplus MLP by default: it is ``mlp`` now)."""
+
+
+def canonical_model(name: str) -> str:
+    """The registry name of an SDF model, resolving :data:`MODEL_ALIASES`."""
+    return MODEL_ALIASES.get(name, name)
 
 
 def autograd_gradient(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, create_graph: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -220,7 +229,7 @@ class SDFField(nn.Module):
 
 
 class MLPSDF(SDFField):
-    name = "relu"
+    name = "mlp"
 
     def __init__(self, config: MLPSDFConfig | None = None) -> None:
         super().__init__()
@@ -317,20 +326,27 @@ class HashGridSDF(SDFField):
         return self.linears[-1](h).squeeze(-1)
 
 
-_MODELS: dict[str, type] = {"relu": MLPSDF, "siren": SirenSDF, "hashgrid": HashGridSDF}
+SDF_MODELS: dict[str, tuple[type, type]] = {
+    "hashgrid": (HashGridSDFConfig, HashGridSDF),
+    "mlp": (MLPSDFConfig, MLPSDF),
+    "siren": (SirenSDFConfig, SirenSDF),
+}
+"""The one registry of SDF models: name -> (config dataclass, field class)."""
+MODEL_CONFIGS: dict[str, type] = {name: spec[0] for name, spec in SDF_MODELS.items()}
 
 
 def build_sdf_field(model: str, **overrides: Any) -> SDFField:
     """Build a field by name with config overrides (unknown keys are an error).
 
     Example:
-        >>> field = build_sdf_field("relu", hidden=128)
+        >>> field = build_sdf_field("mlp", hidden=128)
     """
-    if model not in _MODELS:
-        raise ValueError(f"unknown SDF model {model!r} (choose from {', '.join(_MODELS)})")
-    cfg_cls = MODEL_CONFIGS[model]
+    model = canonical_model(model)
+    if model not in SDF_MODELS:
+        raise ValueError(f"unknown SDF model {model!r} (choose from {', '.join(SDF_MODELS)})")
+    cfg_cls, field_cls = SDF_MODELS[model]
     known = {f.name for f in fields(cfg_cls)}
     unknown = set(overrides) - known
     if unknown:
         raise ValueError(f"unknown option(s) for model {model!r}: {', '.join(sorted(unknown))}")
-    return _MODELS[model](cfg_cls(**overrides))
+    return field_cls(cfg_cls(**overrides))

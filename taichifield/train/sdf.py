@@ -31,7 +31,7 @@ import torch
 
 from ..data.points import Normalization, OrientedPoints, load_oriented_points
 from ..errors import InputError
-from ..fields.sdf import SDFField, build_sdf_field
+from ..fields.sdf import SDFField, build_sdf_field, canonical_model
 from ..pipelines.sdf import SDFModel, field_device, load_sdf
 from . import losses as L
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 #: bench/sdf_quality.py). The hash grid needs the far-field term and more uniform samples:
 #: without them it grows spurious shells away from the data (Chamfer 0.03 instead of 0.0011).
 MODEL_DEFAULTS: dict[str, dict[str, float]] = {
-    "relu": {"lr": 3e-3, "uniform_fraction": 0.125, "far_weight": 0.0},
+    "mlp": {"lr": 3e-3, "uniform_fraction": 0.125, "far_weight": 0.0},
     "siren": {"lr": 1e-4, "uniform_fraction": 0.125, "far_weight": 0.0},
     "hashgrid": {"lr": 1e-2, "uniform_fraction": 0.5, "far_weight": 1.0},
 }
@@ -60,19 +60,20 @@ class SDFTrainConfig:
     loss: str = "igr"
     """igr | siren | deepsdf | occupancy."""
     model: str = "hashgrid"
-    """hashgrid (hash grid + small MLP: the best Chamfer in 300 CPU seconds) | relu
-    (geometric-init MLP) | siren."""
+    """hashgrid (hash grid + small MLP, the default) | mlp (IGR's geometric-init Softplus MLP;
+    ``relu`` is its old name) | siren."""
     steps: int = 5000
     """Optimisation steps."""
     time_budget: float | None = None
     """Stop (and save) after this many seconds of training."""
     batch_size: int = 512
-    """Surface points per step (plus as many near-surface and 1/8 uniform samples)."""
+    """Surface points per step (plus as many near-surface samples and ``uniform_fraction``
+    times as many uniform ones)."""
     lr: float | None = None
     """Adam learning rate (None: the model's default, MODEL_DEFAULTS)."""
     lr_final_ratio: float = 0.01
-    """Learning rate at the end of the run, relative to ``lr`` (0.01 beat 0.1 and 0.001 on the
-    bunny: Chamfer-L1 0.00119 vs 0.00136 at 300 s, bench/sdf_quality.py)."""
+    """Learning rate at the end of the run, relative to ``lr`` (chosen with bench/sdf_quality.py;
+    see the README's benchmark table)."""
     uniform_fraction: float | None = None
     """Uniform samples in the cube per surface sample (None: the model's default; IGR uses 1/8)."""
     surface_weight: float = 1.0
@@ -213,7 +214,7 @@ def _loss_fn(model: SDFField, sampler: _Sampler, cfg: SDFTrainConfig, gen: torch
 def _check_config(cfg: SDFTrainConfig) -> None:
     if cfg.loss not in L.LOSSES:
         raise InputError(f"--loss {cfg.loss!r}: choose one of {', '.join(L.LOSSES)}")
-    if cfg.model not in MODEL_DEFAULTS:
+    if canonical_model(cfg.model) not in MODEL_DEFAULTS:
         raise InputError(f"--model {cfg.model!r}: choose one of {', '.join(MODEL_DEFAULTS)}")
     if cfg.steps < 1 or cfg.batch_size < 1:
         raise InputError("--steps and --batch-size must be positive")
@@ -256,7 +257,8 @@ def train_sdf(
         cfg.steps = (config or cfg).steps
         cfg.time_budget = (config or cfg).time_budget
     _check_config(cfg)
-    cfg = replace(cfg, model_options=dict(cfg.model_options))  # never mutate the caller's config
+    # never mutate the caller's config; an old model name (relu) is recorded by its registry name
+    cfg = replace(cfg, model=canonical_model(cfg.model), model_options=dict(cfg.model_options))
     for name, value in MODEL_DEFAULTS[cfg.model].items():  # resolved here, so the checkpoint records them
         if getattr(cfg, name) is None:
             setattr(cfg, name, value)
