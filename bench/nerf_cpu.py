@@ -56,7 +56,7 @@ def main() -> int:
     from taichifield import runtime
     from taichifield.fields.nerf import NerfConfig
     from taichifield.train.nerf import NerfTrainConfig, run_train_nerf
-    from taichifield.train.nerf_eval import evaluate_nerf
+    from taichifield.pipelines.nerf_eval import evaluate_nerf
 
     arch = runtime.init(args.arch, random_seed=args.seed)
     import torch

@@ -163,7 +163,7 @@ def eval_nerf_command(
     if grid is not None:
         check_output_file(grid, overwrite, "--grid")
     start_runtime(arch)  # quiet on stdout (runtime.init swallows Taichi's banner), so --json stays pure JSON
-    from taichifield.train.nerf_eval import evaluate_nerf
+    from taichifield.pipelines.nerf_eval import evaluate_nerf
 
     scene_bar = _SceneBar(quiet or as_json)
     with Progress(f"eval [{split}]", total=limit, quiet=quiet or as_json, unit="view") as bar:
@@ -218,7 +218,7 @@ def render_nerf_command(
     else:
         check_output_folder(out, overwrite)
     start_runtime(arch)
-    from taichifield.train.nerf_eval import render_orbit, render_split
+    from taichifield.pipelines.nerf_eval import render_orbit, render_split
 
     if orbit:
         with Progress("orbit", total=frames, quiet=quiet, unit="frame") as bar:
@@ -261,7 +261,7 @@ def mesh_nerf_command(
         raise InputError(f"{out}: mesh output must end in .ply or .obj")
     check_output_file(out, overwrite)
     start_runtime(arch)
-    from taichifield.train.nerf_eval import mesh_nerf
+    from taichifield.pipelines.nerf_eval import mesh_nerf
 
     path, nv, nf = mesh_nerf(ckpt, out, resolution=res, threshold=threshold)
     typer.echo(f"mesh: {nv} vertices, {nf} faces -> {path}")

@@ -137,7 +137,7 @@ def _sdf_geometries(path: Path, resolution: int, color: np.ndarray) -> list[Any]
 def _nerf_geometries(path: Path) -> list[Any]:
     """Occupied cells of the innermost grid level (as points), the scene box and the cameras."""
     from . import runtime
-    from .train.nerf_render import load_nerf
+    from .pipelines.nerf_render import load_nerf
 
     runtime.ensure_init()
     loaded = load_nerf(path)

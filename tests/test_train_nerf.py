@@ -11,7 +11,7 @@ import torch
 
 from taichifield.fields.nerf import NerfConfig
 from taichifield.train.nerf import NerfTrainConfig, run_train_nerf
-from taichifield.train.nerf_render import load_nerf, render_view
+from taichifield.pipelines.nerf_render import load_nerf, render_view
 from taichifield.metrics.image import psnr_images, ssim
 
 TINY_MODEL = NerfConfig(n_levels=4, log2_table_size=12, max_resolution=128)
@@ -143,7 +143,7 @@ def _reference_render(field, grid, o, d, bg, perturb_seed):  # type: ignore[no-u
 
 
 def test_trainer_render_matches_reference_image_and_gradients() -> None:
-    from taichifield.train import nerf_render
+    from taichifield.pipelines import nerf_render
 
     field, grid, o, d, bg = _dense_field_and_rays()
     ref_rgb, ref_depth, ref_opacity, n_marched = _reference_render(field, grid, o, d, bg, perturb_seed=5)
@@ -166,7 +166,7 @@ def test_trainer_render_matches_reference_image_and_gradients() -> None:
 
 
 def test_trainer_render_with_no_samples_keeps_a_graph() -> None:
-    from taichifield.train import nerf_render
+    from taichifield.pipelines import nerf_render
 
     field, grid, o, d, bg = _dense_field_and_rays()
     grid.bits.zero_()

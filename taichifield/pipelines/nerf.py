@@ -106,8 +106,8 @@ class NerfModel(nn.Module):
                     near: float | None = None, far: float | None = None, step_size: float | None = None,
                     perturb: bool = False, cull: bool = True) -> dict[str, Any]:
         """Render rays (R, 3) on the model's device: see
-        :func:`taichifield.train.nerf_render.render_nerf_rays` (defaults from :attr:`meta`)."""
-        from ..train.nerf_render import render_nerf_rays
+        :func:`taichifield.pipelines.nerf_render.render_nerf_rays` (defaults from :attr:`meta`)."""
+        from .nerf_render import render_nerf_rays
 
         return render_nerf_rays(self.field, self.grid, rays_o, rays_d, background=background,
                                 near=float(self.meta.get("near", 2.0)) if near is None else near,
@@ -117,9 +117,9 @@ class NerfModel(nn.Module):
 
     def render_view(self, c2w: torch.Tensor, width: int, height: int, fx: float, fy: float, cx: float, cy: float,
                     **kwargs: Any) -> torch.Tensor:
-        """One pinhole view (H, W, 3) in [0, 1]: :func:`taichifield.train.nerf_render.render_view`
+        """One pinhole view (H, W, 3) in [0, 1]: :func:`taichifield.pipelines.nerf_render.render_view`
         with this model's step size and background unless given."""
-        from ..train.nerf_render import render_view
+        from .nerf_render import render_view
 
         kwargs.setdefault("near", float(self.meta.get("near", 2.0)))
         kwargs.setdefault("far", float(self.meta.get("far", 6.0)))

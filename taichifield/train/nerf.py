@@ -38,7 +38,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from ..metrics.image import psnr
 from ..pipelines.nerf import NerfModel
 from .loop import NonFiniteGuard, adam, log_interval, lr_schedule, rng_state, run_loop, set_rng_state
-from .nerf_render import render_nerf_rays, render_view
+from ..pipelines.nerf_render import render_nerf_rays, render_view
 
 __all__ = ["NerfTrainConfig", "NerfTrainResult", "NerfTrainer", "run_train_nerf", "default_run_dir"]
 

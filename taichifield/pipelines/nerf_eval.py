@@ -15,7 +15,7 @@ import torch
 
 from ..atomic import atomic_path
 from ..errors import InputError
-from ..pipelines.nerf import NerfModel
+from .nerf import NerfModel
 from .nerf_render import load_nerf, orbit_poses, render_view
 from ..metrics.image import psnr_images, ssim
 
@@ -68,7 +68,7 @@ def evaluate_nerf(ckpt: PathArg, scene: str, split: str = "test", *, downscale: 
     """Render the first ``limit`` views of ``split`` and score them against the ground truth.
 
     Ground truth is composited on the training background (white); PSNR per view is
-    averaged (the usual NeRF protocol), SSIM is :func:`taichifield.train.ssim.ssim`.
+    averaged (the usual NeRF protocol), SSIM is :func:`taichifield.metrics.image.ssim`.
     ``downscale`` defaults to the training downscale. ``grid``: also write a PNG with one
     row per view (at most :data:`GRID_ROWS`): ground truth | prediction | error
     (mean absolute RGB error, x4, black = exact).

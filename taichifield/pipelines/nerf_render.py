@@ -1,7 +1,7 @@
 """Rendering a trained NeRF: whole views, orbits, and loading checkpoints back into a field.
 
 Shared by the trainer (final test PSNR) and the eval/render/mesh commands
-(:mod:`taichifield.train.nerf_eval`).
+(:mod:`taichifield.pipelines.nerf_eval`).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def load_nerf(path: str | os.PathLike[str], device: torch.device | None = None) 
     Raises:
         CheckpointError: missing/invalid file or not a NeRF checkpoint.
     """
-    from ..pipelines.nerf import NerfModel
+    from .nerf import NerfModel
 
     return NerfModel.load(path, device)
 
