@@ -247,14 +247,9 @@ def _show(geoms: list[Any], screenshot: str | os.PathLike[str] | None, width: in
             image = np.asarray(vis.capture_screen_float_buffer(do_render=True))
         finally:
             vis.destroy_window()
-    import imageio.v3 as iio
+    from .images import write_image
 
-    from .atomic import atomic_path
-
-    out = Path(screenshot)
-    with atomic_path(out) as tmp:
-        iio.imwrite(tmp, (np.clip(image, 0, 1) * 255).astype(np.uint8))
-    return out
+    return write_image(screenshot, np.asarray(image))
 
 
 def view(

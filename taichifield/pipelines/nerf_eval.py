@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 
 from ..atomic import atomic_path
+from ..images import write_image
 from ..errors import InputError
 from .nerf import NerfModel
 from .nerf_render import load_nerf, orbit_poses, render_view
@@ -97,10 +98,7 @@ def evaluate_nerf(ckpt: PathArg, scene: str, split: str = "test", *, downscale: 
 
 
 def _write_image(path: Path, rgb: torch.Tensor) -> None:
-    import imageio.v3 as iio
-
-    with atomic_path(path) as tmp:
-        iio.imwrite(tmp, (rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy(), extension=".png")
+    write_image(path, rgb)
 
 
 def render_split(ckpt: PathArg, scene: str, out_dir: PathArg, split: str = "test", *, downscale: int | None = None,

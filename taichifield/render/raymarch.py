@@ -27,7 +27,6 @@ Example::
 
 # no `from __future__ import annotations`: Taichi reads kernel annotations at runtime
 
-import math
 from typing import Callable, Optional, Union
 
 import taichi as ti

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 
 from .. import cameras, runtime
-from ..atomic import atomic_path
 from .sphere_trace import sphere_trace
 
 __all__ = ["orbit_rays", "lambert_shade", "render_sdf", "save_image"]
@@ -145,8 +144,8 @@ def render_sdf(
 
 
 def save_image(path: str | os.PathLike[str], image: np.ndarray) -> None:
-    """Write an (H, W, 3|4) uint8 image atomically (format from the suffix, via Pillow)."""
-    from PIL import Image
+    """Write an (H, W, 3|4) uint8 image atomically (format from the suffix):
+    :func:`taichifield.images.write_image`."""
+    from ..images import write_image
 
-    with atomic_path(path) as tmp:
-        Image.fromarray(image).save(tmp)
+    write_image(path, image)

@@ -34,6 +34,7 @@ import torch
 
 from .. import cameras, runtime
 from ..atomic import atomic_path
+from ..images import write_image
 from ..errors import InputError
 from . import lego
 
@@ -178,11 +179,7 @@ def render_lego_view(c2w: torch.Tensor, resolution: int, camera_angle_x: float, 
 
 
 def _write_png(path: Path, rgba: torch.Tensor) -> None:
-    import imageio.v3 as iio
-
-    img = (rgba.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).numpy()
-    with atomic_path(path) as tmp:
-        iio.imwrite(tmp, img)
+    write_image(path, rgba)
 
 
 def _render_split(folder: Path, spec: SceneSpec, split: str, have: int, want: int,

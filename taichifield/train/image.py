@@ -25,6 +25,7 @@ import torch
 
 from .. import runtime
 from ..atomic import atomic_path
+from ..images import write_image
 from ..errors import InputError
 from ..fields.image import ENCODINGS, ImageField, ImageFieldConfig
 from .checkpoint import save_checkpoint
@@ -197,11 +198,7 @@ def train_image(
         meta={"psnr": final_psnr, "height": height, "width": width},
     )
     recon_path = out / "reconstruction.png"
-    pixels = (recon.reshape(height, width, 3).clamp(0, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
-    import imageio.v3 as iio
-
-    with atomic_path(recon_path) as tmp:
-        iio.imwrite(tmp, pixels)
+    write_image(recon_path, recon.reshape(height, width, 3))
     with atomic_path(out / "metrics.json") as tmp:
         tmp.write_text(json.dumps(metrics, indent=2) + "\n")
     log.info("image fit: %s psnr %.2f dB in %.1f s", field_cfg.encoding, final_psnr, seconds)

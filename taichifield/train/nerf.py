@@ -32,6 +32,7 @@ import torch
 
 from .. import runtime
 from ..atomic import atomic_path
+from ..images import write_image
 from ..errors import InputError
 from ..fields.nerf import NerfConfig, NerfField
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -341,8 +342,6 @@ class _ProgressView:
 
     @torch.no_grad()
     def write(self, step: int, field: NerfField, grid: Any, step_size: float) -> None:
-        import imageio.v3 as iio
-
         from ..data import load_scene
 
         if self.failed:
@@ -361,9 +360,7 @@ class _ProgressView:
                           near=v.near, far=v.far, step_size=step_size, distortion=v.distortion)
         field.train(was_training)
         gt = v.rgb((1.0, 1.0, 1.0), index=0).reshape(img.shape)
-        both = torch.cat([gt.cpu(), img.cpu()], dim=1).clamp(0, 1)
-        with atomic_path(self.folder / f"step_{step:05d}.png") as tmp:
-            iio.imwrite(tmp, (both.numpy() * 255 + 0.5).astype("uint8"))
+        write_image(self.folder / f"step_{step:05d}.png", torch.cat([gt.cpu(), img.cpu()], dim=1))
 
 
 def _test_psnr(config: NerfTrainConfig, field: NerfField, grid: Any, step_size: float) -> float:
