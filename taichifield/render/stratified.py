@@ -46,7 +46,8 @@ def sample_stratified(rays_o: torch.Tensor, rays_d: torch.Tensor, near: Bound, f
         near, far: floats or (n_rays,) tensors.
         n_samples: samples per ray, >= 1.
         perturb: jitter the edges (training) or not (evaluation).
-        generator: torch generator for the jitter.
+        generator: torch generator for the jitter, of the rays' device (random numbers are
+            drawn where the rays are).
 
     Returns:
         t_starts (n_rays*n_samples,), t_ends (n_rays*n_samples,), ray_indices
@@ -59,8 +60,8 @@ def sample_stratified(rays_o: torch.Tensor, rays_d: torch.Tensor, near: Bound, f
     nr, fr = _per_ray(near, n_rays, like), _per_ray(far, n_rays, like)
     u = torch.arange(n_samples + 1, dtype=like.dtype, device=like.device).expand(n_rays, -1).clone()
     if perturb and n_samples > 1:
-        jitter = torch.rand((n_rays, n_samples - 1), generator=generator, dtype=like.dtype)
-        u[:, 1:-1] += jitter.to(like.device) - 0.5
+        jitter = torch.rand((n_rays, n_samples - 1), generator=generator, dtype=like.dtype, device=like.device)
+        u[:, 1:-1] += jitter - 0.5
     edges = nr[:, None] + (fr - nr)[:, None] * (u / n_samples)
     t_starts = edges[:, :-1].reshape(-1).contiguous()
     t_ends = edges[:, 1:].reshape(-1).contiguous()
@@ -88,7 +89,8 @@ def sample_importance(t_starts: torch.Tensor, t_ends: torch.Tensor, ray_indices:
             coarse pass).
         n_samples: new intervals per (non-empty) ray.
         perturb: stratified jitter of the quantiles.
-        generator: torch generator for the jitter.
+        generator: torch generator for the jitter, of the rays' device (random numbers are
+            drawn where the rays are).
         eps: added to every weight.
 
     Returns:
@@ -114,7 +116,7 @@ def sample_importance(t_starts: torch.Tensor, t_ends: torch.Tensor, ray_indices:
     key_end = cdf_end + inverse.double() * 2.0
     u = torch.arange(n_samples + 1, dtype=torch.float64, device=device).expand(R, -1).clone()
     if perturb:
-        u = u + (torch.rand((R, n_samples + 1), generator=generator, dtype=torch.float64).to(device) - 0.5)
+        u = u + (torch.rand((R, n_samples + 1), generator=generator, dtype=torch.float64, device=device) - 0.5)
         u = u.clamp(0, n_samples)
     u = u / n_samples
     keys = (u + torch.arange(R, dtype=torch.float64, device=device)[:, None] * 2.0).reshape(-1)

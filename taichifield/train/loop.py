@@ -218,12 +218,14 @@ def stop_on_signals(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) 
 
 
 def _numbers(stats: dict[str, Any]) -> dict[str, float]:
-    """Stats as Python floats: one host transfer for all tensor entries."""
-    keys = [k for k, v in stats.items() if isinstance(v, torch.Tensor)]
+    """Stats as Python floats: one host transfer per device for all tensor entries."""
     out = {k: float(v) for k, v in stats.items() if not isinstance(v, torch.Tensor)}
-    if keys:
-        values = torch.stack([stats[k].detach().float().reshape(()).cpu() if stats[k].device.type == "cpu"
-                              else stats[k].detach().float().reshape(()) for k in keys]).tolist()
+    by_device: dict[torch.device, list[str]] = {}
+    for k, v in stats.items():
+        if isinstance(v, torch.Tensor):
+            by_device.setdefault(v.device, []).append(k)
+    for keys in by_device.values():
+        values = torch.stack([stats[k].detach().float().reshape(()) for k in keys]).tolist()
         out.update(zip(keys, values))
     return out
 
