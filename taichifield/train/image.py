@@ -32,7 +32,7 @@ from .checkpoint import save_checkpoint
 from ..metrics.image import psnr
 from .loop import NonFiniteGuard, adam, log_interval, run_loop
 
-__all__ = ["ImageTrainConfig", "ImageResult", "load_image", "pixel_coords", "train_image"]
+__all__ = ["ImageTrainConfig", "ImageResult", "ImageTrainer", "load_image", "pixel_coords", "train_image"]
 
 log = logging.getLogger(__name__)
 
@@ -130,76 +130,86 @@ def train_image(
     Returns:
         The final full-image PSNR (dB), paths written, and the metrics dict.
     """
-    if config.field.encoding not in ENCODINGS:
-        raise InputError(f"unknown encoding {config.field.encoding!r}: choose one of {', '.join(ENCODINGS)}")
-    if config.steps < 1:
-        raise InputError(f"--steps must be >= 1, not {config.steps}")
-    if runtime.ensure_init() not in ("cpu", "cuda"):
-        raise InputError(f"training needs arch cpu or cuda, not {runtime.current_arch()} (Vulkan is for inference)")
-    device = runtime.device()
-    image = load_image(config.photo)
-    height, width = image.shape[:2]
-    target = image.reshape(-1, 3).to(device)  # (H*W, 3)
-    coords = pixel_coords(height, width, device)  # (H*W, 2)
-    n_pixels = coords.shape[0]
+    return ImageTrainer(config).run(on_step)
 
-    field_cfg = dataclasses.replace(config.field, hash_max_resolution=max(height, width), seed=config.seed)
-    torch.manual_seed(config.seed)
-    model = ImageField(field_cfg).to(device)
-    lr = config.lr if config.lr is not None else DEFAULT_LR[field_cfg.encoding]
-    optimizer = adam(model.parameters(), lr=lr, betas=(0.9, 0.99), eps=1e-15)
-    guard = NonFiniteGuard(optimizer)
-    gen = torch.Generator(device=device).manual_seed(config.seed)
-    full_batch = n_pixels <= config.batch_size
 
-    def step_fn(step: int) -> dict[str, torch.Tensor]:
-        if full_batch:
-            x, y = coords, target
+class ImageTrainer:
+    """The state of one image fit, named (as :class:`~taichifield.train.nerf.NerfTrainer` and
+    :class:`~taichifield.train.sdf.SDFTrainer`): target pixels and their coordinates on the
+    device, the field, optimiser, non-finite guard and batch generator."""
+
+    def __init__(self, config: ImageTrainConfig) -> None:
+        if config.field.encoding not in ENCODINGS:
+            raise InputError(f"unknown encoding {config.field.encoding!r}: choose one of {', '.join(ENCODINGS)}")
+        if config.steps < 1:
+            raise InputError(f"--steps must be >= 1, not {config.steps}")
+        if runtime.ensure_init() not in ("cpu", "cuda"):
+            raise InputError(f"training needs arch cpu or cuda, not {runtime.current_arch()} (Vulkan is for inference)")
+        self.config = config
+        self.device = dev = runtime.device()
+        image = load_image(config.photo)
+        self.height, self.width = image.shape[:2]
+        self.target = image.reshape(-1, 3).to(dev)  # (H*W, 3)
+        self.coords = pixel_coords(self.height, self.width, dev)  # (H*W, 2)
+        self.field_cfg = dataclasses.replace(config.field, hash_max_resolution=max(self.height, self.width), seed=config.seed)
+        torch.manual_seed(config.seed)
+        self.model = ImageField(self.field_cfg).to(dev)
+        self.lr = config.lr if config.lr is not None else DEFAULT_LR[self.field_cfg.encoding]
+        self.optimizer = adam(self.model.parameters(), lr=self.lr, betas=(0.9, 0.99), eps=1e-15)
+        self.guard = NonFiniteGuard(self.optimizer)
+        self.gen = torch.Generator(device=dev).manual_seed(config.seed)
+
+    def step(self, step: int) -> dict[str, torch.Tensor]:
+        n_pixels = self.coords.shape[0]
+        if n_pixels <= self.config.batch_size:  # small image: every pixel, every step
+            x, y = self.coords, self.target
         else:
-            idx = torch.randint(0, n_pixels, (config.batch_size,), generator=gen, device=device)
-            x, y = coords[idx], target[idx]
-        loss = torch.mean((model(x) - y) ** 2)
-        optimizer.zero_grad(set_to_none=True)
+            idx = torch.randint(0, n_pixels, (self.config.batch_size,), generator=self.gen, device=self.device)
+            x, y = self.coords[idx], self.target[idx]
+        loss = torch.mean((self.model(x) - y) ** 2)
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        guard.step(loss)
+        self.guard.step(loss)
         mse = loss.detach()
         return {"loss": mse, "psnr": psnr(mse)}
 
-    t0 = time.monotonic()
-    result = run_loop(step_fn, start_step=0, total_steps=config.steps, on_step=on_step, guard=guard,
-                      log_every=log_interval(device))
-    seconds = time.monotonic() - t0
-
-    recon = _reconstruct(model, coords)
-    final_psnr = psnr(float(torch.mean((recon - target) ** 2)))
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    n_params = sum(p.numel() for p in model.parameters())
-    metrics = {
-        "psnr": final_psnr,
-        "steps": result.step,
-        "seconds": seconds,
-        "encoding": field_cfg.encoding,
-        "n_params": n_params,
-        "height": height,
-        "width": width,
-        "lr": lr,
-        "skipped_steps": result.skipped_steps,
-        "stopped": result.stopped,
-        "photo": str(config.photo),
-    }
-    ckpt = save_checkpoint(
-        out / "ckpt.pt",
-        "image",
-        config=dataclasses.asdict(dataclasses.replace(config, field=field_cfg)),
-        state=model.state_dict(),
-        optimizer=optimizer.state_dict(),
-        step=result.step,
-        meta={"psnr": final_psnr, "height": height, "width": width},
-    )
-    recon_path = out / "reconstruction.png"
-    write_image(recon_path, recon.reshape(height, width, 3))
-    with atomic_path(out / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-    log.info("image fit: %s psnr %.2f dB in %.1f s", field_cfg.encoding, final_psnr, seconds)
-    return ImageResult(final_psnr, result.step, seconds, recon_path, ckpt, metrics)
+    def run(self, on_step: Callable[[int, dict[str, float]], None] | None = None) -> ImageResult:
+        config, model, height, width = self.config, self.model, self.height, self.width
+        t0 = time.monotonic()
+        result = run_loop(self.step, start_step=0, total_steps=config.steps, on_step=on_step, guard=self.guard,
+                          log_every=log_interval(self.device))
+        seconds = time.monotonic() - t0
+        field_cfg, lr, optimizer = self.field_cfg, self.lr, self.optimizer
+        recon = _reconstruct(model, self.coords)
+        final_psnr = float(psnr(float(torch.mean((recon - self.target) ** 2))))
+        out = Path(config.out)
+        out.mkdir(parents=True, exist_ok=True)
+        n_params = sum(p.numel() for p in model.parameters())
+        metrics = {
+            "psnr": final_psnr,
+            "steps": result.step,
+            "seconds": seconds,
+            "encoding": field_cfg.encoding,
+            "n_params": n_params,
+            "height": height,
+            "width": width,
+            "lr": lr,
+            "skipped_steps": result.skipped_steps,
+            "stopped": result.stopped,
+            "photo": str(config.photo),
+        }
+        ckpt = save_checkpoint(
+            out / "ckpt.pt",
+            "image",
+            config=dataclasses.asdict(dataclasses.replace(config, field=field_cfg)),
+            state=model.state_dict(),
+            optimizer=optimizer.state_dict(),
+            step=result.step,
+            meta={"psnr": final_psnr, "height": height, "width": width},
+        )
+        recon_path = out / "reconstruction.png"
+        write_image(recon_path, recon.reshape(height, width, 3))
+        with atomic_path(out / "metrics.json") as tmp:
+            tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+        log.info("image fit: %s psnr %.2f dB in %.1f s", field_cfg.encoding, final_psnr, seconds)
+        return ImageResult(final_psnr, result.step, seconds, recon_path, ckpt, metrics)
