@@ -36,24 +36,33 @@ def _config(scene: str, out, steps: int, **kw) -> NerfTrainConfig:  # type: igno
 
 def test_training_reduces_loss_and_writes_run(tiny_scene, tmp_path) -> None:
     losses: list[float] = []
-    res = run_train_nerf(_config(tiny_scene, tmp_path / "run", 40, checkpoint_every=20),
+    res = run_train_nerf(_config(tiny_scene, tmp_path / "run", 120, checkpoint_every=60),
                          progress=lambda step, st: losses.append(st["loss"]) if st else None)
-    assert res.step == 40 and res.stopped == "steps"
-    # a held-out view next to its ground truth with each checkpoint (steps 20 and 40)
+    assert res.step == 120 and res.stopped == "steps"
+    # a held-out view next to its ground truth with each checkpoint (steps 60 and 120)
     shots = sorted(p.name for p in (tmp_path / "run" / "progress").iterdir())
-    assert shots == ["step_00020.png", "step_00040.png"]
+    assert shots == ["step_00060.png", "step_00120.png"]
     import imageio.v3 as iio
+    import numpy as np
 
-    pair = iio.imread(tmp_path / "run" / "progress" / "step_00040.png")
+    pair = iio.imread(tmp_path / "run" / "progress" / "step_00120.png")
     assert pair.shape == (24, 48, 3)
     gt, pred = pair[:, :24].astype(float), pair[:, 24:].astype(float)
-    assert (gt < 250).any() and abs(gt - pred).mean() < 60  # the scene is there, and the model roughly matches it
+    assert (gt < 250).any()  # the scene is there
+    # the model beats every constant image by far, not just a white one: the best constant is the
+    # per-channel median for L1 and the mean for MSE (measured after 120 steps: L1 0.47x, MSE 0.28x)
+    flat = gt.reshape(-1, 3)
+    best_l1 = np.abs(flat - np.median(flat, axis=0)).mean()
+    best_mse = ((flat - flat.mean(axis=0)) ** 2).mean()
+    assert np.abs(gt - pred).mean() < 0.65 * best_l1
+    assert ((gt - pred) ** 2).mean() < 0.45 * best_mse
     first, last = sum(losses[:8]) / 8, sum(losses[-8:]) / 8
     assert last < 0.8 * first, (first, last)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["steps"] == 40 and metrics["test_psnr"] > 11.0
+    # test view 0 is the view of the progress image: 3 dB above the best constant image's PSNR (measured: 5.5)
+    assert metrics["steps"] == 120 and metrics["test_psnr"] > 10 * np.log10(255**2 / best_mse) + 3.0
     loaded = load_nerf(tmp_path / "run")
-    assert loaded.step == 40 and loaded.config["scene"] == tiny_scene
+    assert loaded.step == 120 and loaded.config["scene"] == tiny_scene
     img = render_view(loaded.field, loaded.grid, torch.eye(4) @ _pose(), 8, 6, 10.0, 10.0, 4.0, 3.0,
                       near=2.0, far=6.0, step_size=loaded.step_size)
     assert img.shape == (6, 8, 3) and img.min() >= 0 and img.max() <= 1
@@ -77,11 +86,18 @@ def test_resume_after_sigterm_matches_uninterrupted_run(tiny_scene, tmp_path) ->
     assert part.stopped == "signal" and part.step == 10
     resumed = run_train_nerf(_config(tiny_scene, None, 24), resume=tmp_path / "part")
     assert resumed.step == 24 and resumed.run_dir == tmp_path / "part"
-    a = torch.load(tmp_path / "full" / "ckpt.pt", weights_only=True)["state"]
-    b = torch.load(tmp_path / "part" / "ckpt.pt", weights_only=True)["state"]
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-4, rtol=1e-3), k
+    a = torch.load(tmp_path / "full" / "ckpt.pt", weights_only=True)
+    b = torch.load(tmp_path / "part" / "ckpt.pt", weights_only=True)
+    # README: the same weights. On the CPU every kernel of a step is deterministic (the hash-grid
+    # backward runs levels in parallel without atomics; the occupancy grid and the RNG streams are
+    # in the checkpoint), so field, grid and Adam state are bit-identical.
+    assert a["state"].keys() == b["state"].keys()
+    for k in a["state"]:
+        assert torch.equal(a["state"][k], b["state"][k]), k
+    for p in a["optimizer"]["state"]:
+        for name, value in a["optimizer"]["state"][p].items():
+            assert torch.equal(value, b["optimizer"]["state"][p][name]), (p, name)
+    assert a["optimizer"]["param_groups"] == b["optimizer"]["param_groups"]
 
 
 def test_frequency_encoding_trains(tiny_scene, tmp_path) -> None:
