@@ -56,10 +56,13 @@ def test_dense_index_at_a_vertex(impl):
 
 @pytest.mark.parametrize("impl", ["taichi", "torch"])
 def test_hashed_index_at_a_vertex(impl):
-    # d=3, N_l=4, T=16: 125 > 16 -> hashed; vertex (1,2,3): (1 ^ 2*2654435761 ^ 3*805459861) mod 2^32 mod 16
+    # d=3, N_l=4, T=16: 125 > 16 -> hashed. Eq. 4 (pi = 1, 2654435761, 805459861) at vertex (1,2,3), by hand:
+    # mod 16 keeps the low 4 bits. pi_2 = 0x9E3779B1, pi_3 = 0x30025795, so
+    # 1*1 -> 0001, 2*pi_2 -> 0x...62 -> 0010, 3*pi_3 -> 0x...BF -> 1111; XOR: 0001 ^ 0010 ^ 1111 = 1100 = 12.
+    # (a sum instead of XOR would give 2, the primes on the wrong axes 6)
     meta = level_meta([4], 3, 4)
     assert meta.tolist() == [[4, 0]]
-    expected = ((1 ^ (2 * 2654435761) ^ (3 * 805459861)) & 0xFFFFFFFF) % 16
+    expected = 12
     table = _vertex_table(1, 4, 1)
     x = torch.tensor([[0.25, 0.5, 0.75]])
     fn = hashgrid_encode if impl == "taichi" else hashgrid_reference
