@@ -46,7 +46,7 @@ def one_thread():
 
 def _fit(photo: Path, out: Path, encoding: str, steps: int) -> float:
     cfg = ImageTrainConfig(photo=str(photo), out=str(out), steps=steps, seed=0,
-                           field=ImageFieldConfig(encoding=encoding, fourier_features=128, hash_log2_table_size=12))
+                           field=ImageFieldConfig(encoding=encoding, fourier_features=128, log2_table_size=12))
     return train_image(cfg).psnr
 
 
@@ -70,7 +70,7 @@ def test_run_folder_contents(photo, tmp_path, one_thread):
     assert metrics["encoding"] == "hashgrid" and metrics["steps"] == 5
     assert metrics["psnr"] == pytest.approx(result.psnr)
     ckpt = load_checkpoint(out / "ckpt.pt", "image")
-    assert ckpt["step"] == 5 and ckpt["config"]["field"]["hash_max_resolution"] == SIZE
+    assert ckpt["step"] == 5 and ckpt["config"]["field"]["max_resolution"] == SIZE
     assert "encoding.table" in ckpt["state"]
     assert not list(out.glob(".*tmp*"))  # atomic writes leave no temporaries
 
@@ -113,5 +113,5 @@ def test_cli_train_image(photo, tmp_path, one_thread):
     assert "PSNR" in res.output and (out / "reconstruction.png").exists() and (out / "ckpt.pt").exists()
     bad = runner.invoke(app, ["train", "image", str(photo), "--encoding", "siren", "--out", str(out)])
     assert bad.exit_code == 2 and "siren" in bad.output
-    missing = runner.invoke(app, ["train", "image", str(tmp_path / "nope.png"), "--out", str(out), "--arch", "cpu"])
+    missing = runner.invoke(app, ["train", "image", str(tmp_path / "nope.png"), "--out", str(tmp_path / "fresh"), "--arch", "cpu"])
     assert missing.exit_code == 2 and "nope.png: no such image file" in missing.output

@@ -13,6 +13,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ..encoding.config import HashGridConfig
+
 __all__ = ["ENCODINGS", "ImageFieldConfig", "ImageField", "make_image_encoding"]
 
 ENCODINGS = ("hashgrid", "fourier", "frequency", "none")
@@ -20,8 +22,9 @@ EncodingName = Literal["hashgrid", "fourier", "frequency", "none"]
 
 
 @dataclass
-class ImageFieldConfig:
-    """Architecture of an :class:`ImageField` (stored in checkpoints)."""
+class ImageFieldConfig(HashGridConfig):
+    """Architecture of an :class:`ImageField` (stored in checkpoints); the hash-grid fields are
+    :class:`~taichifield.encoding.config.HashGridConfig`'s (used with ``encoding="hashgrid"``)."""
 
     encoding: str = "hashgrid"
     """One of :data:`ENCODINGS`."""
@@ -29,15 +32,9 @@ class ImageFieldConfig:
     """Width of the hidden layers."""
     n_hidden_layers: int = 2
     """Number of hidden layers (ReLU)."""
-    hash_levels: int = 16
-    """Hash grid: number of levels L."""
-    hash_features: int = 2
-    """Hash grid: features per level F."""
-    hash_log2_table_size: int = 15
+    log2_table_size: int = 15
     """Hash grid: log2 of the per-level table size T (2^15 is ample for images up to ~180x180 at full density)."""
-    hash_base_resolution: int = 16
-    """Hash grid: coarsest resolution N_min."""
-    hash_max_resolution: int = 512
+    max_resolution: int = 512
     """Hash grid: finest resolution N_max (the trainer sets it to the image's larger side)."""
     fourier_features: int = 256
     """Fourier features: mapping size m (output 2m)."""
@@ -64,16 +61,7 @@ def make_image_encoding(config: ImageFieldConfig) -> nn.Module:
     """The 2D encoding named by ``config.encoding``; it has an ``output_dim`` attribute."""
     name = config.encoding
     if name == "hashgrid":
-        from ..encoding import HashGridEncoding
-
-        return HashGridEncoding(
-            n_input_dims=2,
-            n_levels=config.hash_levels,
-            n_features=config.hash_features,
-            log2_table_size=config.hash_log2_table_size,
-            base_resolution=min(config.hash_base_resolution, config.hash_max_resolution),
-            max_resolution=config.hash_max_resolution,
-        )
+        return config.hash_grid(2)
     if name == "fourier":
         from ..encoding import FourierFeatureEncoding
 

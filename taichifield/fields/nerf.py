@@ -23,27 +23,19 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from ..encoding import FrequencyEncoding, HashGridEncoding, SphericalHarmonicsEncoding
+from ..encoding import FrequencyEncoding, SphericalHarmonicsEncoding
+from ..encoding.config import HashGridConfig
 
 __all__ = ["NerfConfig", "NerfField", "trunc_exp"]
 
 
 @dataclass
-class NerfConfig:
-    """Architecture of :class:`NerfField` (stored in checkpoints)."""
+class NerfConfig(HashGridConfig):
+    """Architecture of :class:`NerfField` (stored in checkpoints); the hash-grid fields are
+    :class:`~taichifield.encoding.config.HashGridConfig`'s, with its defaults (Instant-NGP's)."""
 
     encoding: Literal["hashgrid", "frequency"] = "hashgrid"
     """Position encoding: Instant-NGP hash grid, or NeRF's frequency encoding."""
-    n_levels: int = 16
-    """Hash grid levels L."""
-    n_features: int = 2
-    """Features per hash grid level F."""
-    log2_table_size: int = 19
-    """log2 of the entries per hash grid level T."""
-    base_resolution: int = 16
-    """Coarsest hash grid resolution."""
-    max_resolution: int = 2048
-    """Finest hash grid resolution (over the aabb)."""
     hidden: int = 64
     """Width of the hash-grid model's MLPs."""
     density_layers: int = 1
@@ -122,9 +114,7 @@ class NerfField(nn.Module):
         c = config
         out = 1 + c.geo_feat_dim
         if c.encoding == "hashgrid":
-            self.pos_encoding: nn.Module = HashGridEncoding(
-                3, c.n_levels, c.n_features, c.log2_table_size, c.base_resolution, c.max_resolution,
-                implementation=c.implementation)
+            self.pos_encoding: nn.Module = c.hash_grid(3, c.implementation)
             self.dir_encoding: nn.Module = SphericalHarmonicsEncoding(c.sh_degree, implementation=c.implementation)
             self.density_mlp = _mlp(self.pos_encoding.output_dim, c.hidden, c.density_layers, out, bias=False)
             self.color_mlp = _mlp(self.dir_encoding.output_dim + c.geo_feat_dim, c.hidden, c.color_layers, 3, bias=False)

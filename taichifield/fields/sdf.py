@@ -30,6 +30,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..encoding.config import HashGridConfig
+
 __all__ = [
     "MLPSDFConfig",
     "SirenSDFConfig",
@@ -83,18 +85,13 @@ class SirenSDFConfig:
 
 
 @dataclass
-class HashGridSDFConfig:
-    """Hash grid + small MLP (``--model hashgrid``)."""
+class HashGridSDFConfig(HashGridConfig):
+    """Hash grid + small MLP (``--model hashgrid``); the hash-grid fields are
+    :class:`~taichifield.encoding.config.HashGridConfig`'s, with the defaults an SDF wants."""
 
-    n_levels: int = 16
-    """Hash grid levels."""
-    n_features: int = 2
-    """Features per level."""
     log2_table_size: int = 16
     """log2 of the entries per level (chosen with bench/sdf_quality.py: a smaller table makes
     each Adam step cheaper; figures in the README)."""
-    base_resolution: int = 16
-    """Coarsest grid resolution."""
     max_resolution: int = 512
     """Finest grid resolution (sets the finite-difference step; 512 suits meshes up to 512^3)."""
     hidden: int = 64
@@ -301,14 +298,8 @@ class HashGridSDF(SDFField):
 
     def __init__(self, config: HashGridSDFConfig | None = None) -> None:
         super().__init__()
-        from ..encoding import HashGridEncoding
-
         self.config = cfg = config or HashGridSDFConfig()
-        self.encoding = HashGridEncoding(
-            n_input_dims=3, n_levels=cfg.n_levels, n_features=cfg.n_features,
-            log2_table_size=cfg.log2_table_size, base_resolution=cfg.base_resolution,
-            max_resolution=cfg.max_resolution, implementation=cfg.implementation,  # type: ignore[arg-type]
-        )
+        self.encoding = cfg.hash_grid(3, cfg.implementation)
         dims = [3 + int(self.encoding.output_dim)] + [cfg.hidden] * cfg.layers + [1]
         self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.act = _activation("softplus")

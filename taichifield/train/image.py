@@ -56,7 +56,7 @@ class ImageTrainConfig:
     seed: int = 0
     """Seed of the weights, the Fourier matrix and the pixel batches."""
     field: ImageFieldConfig = dataclasses.field(default_factory=ImageFieldConfig)
-    """Architecture; ``hash_max_resolution`` is set to the image's larger side."""
+    """Architecture; ``max_resolution`` is set to the image's larger side."""
 
 
 @dataclass
@@ -151,7 +151,7 @@ class ImageTrainer:
         self.height, self.width = image.shape[:2]
         self.target = image.reshape(-1, 3).to(dev)  # (H*W, 3)
         self.coords = pixel_coords(self.height, self.width, dev)  # (H*W, 2)
-        self.field_cfg = dataclasses.replace(config.field, hash_max_resolution=max(self.height, self.width), seed=config.seed)
+        self.field_cfg = dataclasses.replace(config.field, max_resolution=max(self.height, self.width), seed=config.seed)
         torch.manual_seed(config.seed)
         self.model = ImageField(self.field_cfg).to(dev)
         self.lr = config.lr if config.lr is not None else DEFAULT_LR[self.field_cfg.encoding]
