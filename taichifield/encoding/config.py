@@ -13,11 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import Config
+from ..errors import InputError
+
 __all__ = ["HashGridConfig"]
 
 
 @dataclass
-class HashGridConfig:
+class HashGridConfig(Config):
     """Multiresolution hash grid: ``L`` levels of ``T = 2^log2_table_size`` entries with ``F``
     features each, resolutions from ``N_min`` to ``N_max`` in a geometric series (Eq. 2-3)."""
 
@@ -34,11 +37,11 @@ class HashGridConfig:
 
     def __post_init__(self) -> None:
         if self.n_levels < 1 or self.n_features < 1 or self.base_resolution < 1:
-            raise ValueError("hash grid: n_levels, n_features and base_resolution must be >= 1")
+            raise InputError("hash grid: n_levels, n_features and base_resolution must be >= 1")
         if not 1 <= self.log2_table_size <= 30:
-            raise ValueError(f"hash grid: log2_table_size must be in [1, 30], not {self.log2_table_size}")
+            raise InputError(f"hash grid: log2_table_size must be in [1, 30], not {self.log2_table_size}")
         if self.max_resolution < 1:
-            raise ValueError(f"hash grid: max_resolution must be >= 1, not {self.max_resolution}")
+            raise InputError(f"hash grid: max_resolution must be >= 1, not {self.max_resolution}")
 
     def hash_grid(self, n_input_dims: int, implementation: str = "taichi") -> Any:
         """The :class:`~taichifield.encoding.HashGridEncoding` this config describes

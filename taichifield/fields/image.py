@@ -7,43 +7,17 @@ passed through Fourier features or a hash grid than when it sees raw ``(u, v)``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import nn
 
-from ..encoding.config import HashGridConfig
+from .configs import IMAGE_ENCODINGS, ImageFieldConfig
 
 __all__ = ["ENCODINGS", "ImageFieldConfig", "ImageField", "make_image_encoding"]
 
-ENCODINGS = ("hashgrid", "fourier", "frequency", "none")
+ENCODINGS = IMAGE_ENCODINGS
 EncodingName = Literal["hashgrid", "fourier", "frequency", "none"]
-
-
-@dataclass
-class ImageFieldConfig(HashGridConfig):
-    """Architecture of an :class:`ImageField` (stored in checkpoints); the hash-grid fields are
-    :class:`~taichifield.encoding.config.HashGridConfig`'s (used with ``encoding="hashgrid"``)."""
-
-    encoding: str = "hashgrid"
-    """One of :data:`ENCODINGS`."""
-    hidden: int = 64
-    """Width of the hidden layers."""
-    n_hidden_layers: int = 2
-    """Number of hidden layers (ReLU)."""
-    log2_table_size: int = 15
-    """Hash grid: log2 of the per-level table size T (2^15 is ample for images up to ~180x180 at full density)."""
-    max_resolution: int = 512
-    """Hash grid: finest resolution N_max (the trainer sets it to the image's larger side)."""
-    fourier_features: int = 256
-    """Fourier features: mapping size m (output 2m)."""
-    fourier_sigma: float = 10.0
-    """Fourier features: std of B."""
-    n_frequencies: int = 8
-    """Frequency encoding: K octaves."""
-    seed: int = 0
-    """Seed of the Fourier matrix B."""
 
 
 class _Identity(nn.Module):

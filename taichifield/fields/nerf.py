@@ -17,53 +17,15 @@ get zero density. The field is a plain module: renderers take callables built fr
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..encoding import FrequencyEncoding, SphericalHarmonicsEncoding
-from ..encoding.config import HashGridConfig
+from .configs import NerfConfig
 
 __all__ = ["NerfConfig", "NerfField", "trunc_exp"]
-
-
-@dataclass
-class NerfConfig(HashGridConfig):
-    """Architecture of :class:`NerfField` (stored in checkpoints); the hash-grid fields are
-    :class:`~taichifield.encoding.config.HashGridConfig`'s, with its defaults (Instant-NGP's)."""
-
-    encoding: Literal["hashgrid", "frequency"] = "hashgrid"
-    """Position encoding: Instant-NGP hash grid, or NeRF's frequency encoding."""
-    hidden: int = 64
-    """Width of the hash-grid model's MLPs."""
-    density_layers: int = 1
-    """Hidden layers of the density MLP."""
-    color_layers: int = 2
-    """Hidden layers of the colour MLP."""
-    geo_feat_dim: int = 15
-    """Geometry feature passed from the density to the colour MLP."""
-    sh_degree: int = 4
-    """Spherical-harmonics bands of the view direction (hash-grid model)."""
-    pos_frequencies: int = 10
-    """Frequency model: frequencies of the position encoding."""
-    dir_frequencies: int = 4
-    """Frequency model: frequencies of the direction encoding."""
-    freq_hidden: int = 128
-    """Frequency model: width of the density MLP."""
-    freq_layers: int = 4
-    """Frequency model: hidden layers of the density MLP."""
-    implementation: Literal["taichi", "torch"] = "taichi"
-    """Encoding kernels: Taichi, or the pure-torch references."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "NerfConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 class _TruncExp(torch.autograd.Function):

@@ -24,13 +24,13 @@ backprop (MLPs) or finite differences (hash grid).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from ..encoding.config import HashGridConfig
+from .configs import MODEL_ALIASES, SDF_MODEL_NAMES, HashGridSDFConfig, MLPSDFConfig, SirenSDFConfig, canonical_model
 
 __all__ = [
     "MLPSDFConfig",
@@ -48,69 +48,6 @@ __all__ = [
     "autograd_gradient",
     "finite_difference_gradient",
 ]
-
-
-@dataclass
-class MLPSDFConfig:
-    """Geometric-init MLP (``--model relu``)."""
-
-    hidden: int = 128
-    """Width of every hidden layer (128: the best Chamfer per CPU-second measured on the bunny)."""
-    layers: int = 4
-    """Number of hidden layers."""
-    activation: str = "softplus"
-    """``softplus`` (beta=100, IGR's smooth ReLU) or ``relu``."""
-    radius: float = 0.5
-    """Radius of the initial sphere (normalised coordinates)."""
-    n_frequencies: int = 0
-    """NeRF frequency encoding octaves of the input (0: raw xyz only)."""
-    skip: int = 0
-    """IGR's skip connection: concatenate the (encoded) input, divided by sqrt(2) together
-    with the features, to the input of hidden layer ``skip`` (1 <= skip < layers; 0: none)."""
-    init_fit: bool = False
-    """Refit the last layer of the geometric init by ridge least squares to ``|x|`` (see
-    :func:`_fit_last_layer`): the finite-width SAL init is only a noisy sphere."""
-
-
-@dataclass
-class SirenSDFConfig:
-    """SIREN (``--model siren``)."""
-
-    hidden: int = 256
-    """Width of every hidden layer."""
-    layers: int = 3
-    """Number of hidden sine layers."""
-    omega0: float = 30.0
-    """Frequency factor of the sine activations."""
-
-
-@dataclass
-class HashGridSDFConfig(HashGridConfig):
-    """Hash grid + small MLP (``--model hashgrid``); the hash-grid fields are
-    :class:`~taichifield.encoding.config.HashGridConfig`'s, with the defaults an SDF wants."""
-
-    log2_table_size: int = 16
-    """log2 of the entries per level (chosen with bench/sdf_quality.py: a smaller table makes
-    each Adam step cheaper; figures in the README)."""
-    max_resolution: int = 512
-    """Finest grid resolution (sets the finite-difference step; 512 suits meshes up to 512^3)."""
-    hidden: int = 64
-    """MLP width."""
-    layers: int = 2
-    """MLP hidden layers."""
-    radius: float = 0.5
-    """Radius of the initial sphere."""
-    implementation: str = "taichi"
-    """Hash grid kernel: ``taichi`` or ``torch`` (reference)."""
-
-
-MODEL_ALIASES: dict[str, str] = {"relu": "mlp"}
-"""Old names still accepted (``relu`` trained a Softplus MLP by default: it is ``mlp`` now)."""
-
-
-def canonical_model(name: str) -> str:
-    """The registry name of an SDF model, resolving :data:`MODEL_ALIASES`."""
-    return MODEL_ALIASES.get(name, name)
 
 
 def autograd_gradient(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, create_graph: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -324,6 +261,7 @@ SDF_MODELS: dict[str, tuple[type, type]] = {
 }
 """The one registry of SDF models: name -> (config dataclass, field class)."""
 MODEL_CONFIGS: dict[str, type] = {name: spec[0] for name, spec in SDF_MODELS.items()}
+assert tuple(SDF_MODELS) == SDF_MODEL_NAMES  # the torch-free list the CLI and configs validate against
 
 
 def build_sdf_field(model: str, **overrides: Any) -> SDFField:

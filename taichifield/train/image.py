@@ -27,37 +27,15 @@ from .. import runtime
 from ..atomic import atomic_path
 from ..images import write_image
 from ..errors import InputError
-from ..fields.image import ENCODINGS, ImageField, ImageFieldConfig
+from ..fields.image import ENCODINGS, ImageField
 from .checkpoint import save_checkpoint
+from .configs import DEFAULT_LR, ImageTrainConfig
 from ..metrics.image import psnr
 from .loop import NonFiniteGuard, adam, log_interval, run_loop
 
 __all__ = ["ImageTrainConfig", "ImageResult", "ImageTrainer", "load_image", "pixel_coords", "train_image"]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_LR = {"hashgrid": 1e-2, "fourier": 2e-3, "frequency": 2e-3, "none": 2e-3}
-
-
-@dataclass
-class ImageTrainConfig:
-    """One image-fitting run."""
-
-    photo: str
-    """Image file (PNG/JPEG...; RGBA is composited on white, grey is replicated)."""
-    out: str
-    """Run folder."""
-    steps: int = 1000
-    """Adam steps."""
-    lr: float | None = None
-    """Learning rate; None picks a per-encoding default (:data:`DEFAULT_LR`)."""
-    batch_size: int = 1 << 14
-    """Pixels per step, drawn at random (all pixels, every step, when the image has fewer)."""
-    seed: int = 0
-    """Seed of the weights, the Fourier matrix and the pixel batches."""
-    field: ImageFieldConfig = dataclasses.field(default_factory=ImageFieldConfig)
-    """Architecture; ``max_resolution`` is set to the image's larger side."""
-
 
 @dataclass
 class ImageResult:

@@ -24,9 +24,9 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field as dc_field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import torch
 
@@ -34,8 +34,9 @@ from .. import runtime
 from ..atomic import atomic_path
 from ..images import write_image
 from ..errors import InputError
-from ..fields.nerf import NerfConfig, NerfField
+from ..fields.nerf import NerfField
 from .checkpoint import load_checkpoint, save_checkpoint
+from .configs import NerfTrainConfig
 from ..metrics.image import psnr
 from ..pipelines.nerf import NerfModel
 from .loop import NonFiniteGuard, adam, log_interval, lr_schedule, rng_state, run_loop, set_rng_state
@@ -46,73 +47,6 @@ __all__ = ["NerfTrainConfig", "NerfTrainResult", "NerfTrainer", "run_train_nerf"
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, dict[str, float]], None]
-
-
-@dataclass
-class NerfTrainConfig:
-    """Everything a NeRF run needs (stored in the checkpoint; ``--resume`` reuses it)."""
-
-    scene: str
-    """Scene folder (Blender or instant-ngp format, or a procedural ``scene.json`` folder)."""
-    out: str | None = None
-    """Run folder (``ckpt.pt``, ``metrics.json``); default ``runs/nerf-<scene>-<timestamp>``."""
-    steps: int = 20000
-    """Total optimisation steps."""
-    time_budget: float | None = None
-    """Stop (and save) after this many seconds of training."""
-    downscale: int = 1
-    """Integer image downscale factor."""
-    seed: int = 0
-    """Seed of the torch RNG (rays, backgrounds, grid updates)."""
-    model: NerfConfig = dc_field(default_factory=NerfConfig)
-    """Field architecture."""
-    lr: float = 1e-2
-    """Adam learning rate (Instant-NGP)."""
-    betas: tuple[float, float] = (0.9, 0.99)
-    eps: float = 1e-15
-    weight_decay: float = 1e-6
-    """L2 weight decay on the MLP weights only (not the hash table)."""
-    lr_decay: bool = True
-    """Multiply lr by 0.33 at 50%, 75% and 90% of ``steps`` (Instant-NGP/nerfacc schedule)."""
-    loss: Literal["mse", "huber"] = "mse"
-    """Photometric loss; ``huber`` uses delta 0.1."""
-    target_samples: int | None = None
-    """Samples per step (the batch budget); None: 2^18 on CUDA, 2^16 on the CPU."""
-    init_rays: int = 1024
-    """Rays in the first step (then adapted to ``target_samples``)."""
-    max_rays: int = 1 << 16
-    """Upper bound on rays per step."""
-    grid_start: int = 16
-    """First step at which the occupancy grid is updated (all cells are occupied before)."""
-    grid_resolution: int | None = None
-    """Occupancy grid cells per side; None: 128 on CUDA (Instant-NGP), 64 on the CPU (cheaper updates)."""
-    render_steps: int = 1024
-    """Marching step = box diagonal / sqrt(3) * sqrt(3) / render_steps (Instant-NGP: sqrt(3)/1024 of the unit box)."""
-    cull_samples: bool | None = None
-    """Before the full field runs, drop marched samples hidden behind surfaces (a no-grad
-    density pass; fewer MLP evaluations, one more host sync). None: on for the CPU, where
-    compute dominates and syncs are free; off on a GPU (one sync per step)."""
-    random_background: bool = True
-    """Composite RGBA training images on a random colour per ray."""
-    eval_views: int = 4
-    """Test views rendered at the end for ``metrics.json`` (0: skip)."""
-    checkpoint_every: int = 1000
-    checkpoint_seconds: float = 120.0
-    progress_images: bool = True
-    """With each checkpoint, write ``RUN/progress/step_XXXXX.png``: test view 0 (at most 128 px
-    wide) rendered by the current field, next to its ground truth."""
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["betas"] = list(self.betas)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "NerfTrainConfig":
-        d = dict(d)
-        d["model"] = NerfConfig.from_dict(d.get("model", {}))
-        d["betas"] = tuple(d.get("betas", (0.9, 0.99)))
-        return cls(**d)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,73 +30,19 @@ import numpy as np
 import torch
 
 from ..data.points import Normalization, OrientedPoints, load_oriented_points
-from ..errors import InputError
 from ..fields.sdf import SDFField, build_sdf_field, canonical_model
 from ..pipelines.sdf import SDFModel, field_device, load_sdf
 from . import losses as L
 from .checkpoint import load_checkpoint, save_checkpoint
+from .configs import MODEL_DEFAULTS, SDFTrainConfig
 from .loop import LoopResult, NonFiniteGuard, adam, log_interval, lr_schedule, rng_state, run_loop, set_rng_state
 
 __all__ = ["SDFTrainConfig", "SDFModel", "SDFTrainer", "train_sdf", "load_sdf", "MODEL_DEFAULTS", "field_device"]
 
 log = logging.getLogger(__name__)
 
-#: per-model values of the ``SDFTrainConfig`` fields left at None (measured on the bunny,
-#: bench/sdf_quality.py). The hash grid needs the far-field term and more uniform samples:
-#: without them it grows spurious shells away from the data (Chamfer 0.03 instead of 0.0011).
-MODEL_DEFAULTS: dict[str, dict[str, float]] = {
-    "mlp": {"lr": 3e-3, "uniform_fraction": 0.125, "far_weight": 0.0},
-    "siren": {"lr": 1e-4, "uniform_fraction": 0.125, "far_weight": 0.0},
-    "hashgrid": {"lr": 1e-2, "uniform_fraction": 0.5, "far_weight": 1.0},
-}
 #: uniform samples with precomputed targets for the far-field term (~3 s once on 2 cores)
 FAR_POOL = 1 << 18
-
-
-@dataclass
-class SDFTrainConfig:
-    """Options of ``taichifield train sdf``; the defaults are the measured CPU choice."""
-
-    loss: str = "igr"
-    """igr | siren | deepsdf | occupancy."""
-    model: str = "hashgrid"
-    """hashgrid (hash grid + small MLP, the default) | mlp (IGR's geometric-init Softplus MLP;
-    ``relu`` is its old name) | siren."""
-    steps: int = 5000
-    """Optimisation steps."""
-    time_budget: float | None = None
-    """Stop (and save) after this many seconds of training."""
-    batch_size: int = 512
-    """Surface points per step (plus as many near-surface samples and ``uniform_fraction``
-    times as many uniform ones)."""
-    lr: float | None = None
-    """Adam learning rate (None: the model's default, MODEL_DEFAULTS)."""
-    lr_final_ratio: float = 0.01
-    """Learning rate at the end of the run, relative to ``lr`` (chosen with bench/sdf_quality.py;
-    see the README's benchmark table)."""
-    uniform_fraction: float | None = None
-    """Uniform samples in the cube per surface sample (None: the model's default; IGR uses 1/8)."""
-    surface_weight: float = 1.0
-    """igr: weight of the on-surface ``|u|`` term (IGR: 1)."""
-    eikonal_weight: float = 0.1
-    """igr: weight lambda of the eikonal term (IGR: 0.1)."""
-    far_weight: float | None = None
-    """igr: weight of an L1 term pulling the field at the uniform samples to their signed
-    distance to the input points (:func:`~taichifield.train.losses.signed_distance_targets`;
-    None: the model's default). The eikonal term alone leaves the far field's sign free,
-    which a hash grid (unlike a smooth MLP) uses to grow spurious shells."""
-    sigma_k: int = 50
-    """Near-surface Gaussian std = distance to this nearest neighbour (IGR's local sigma)."""
-    n_samples: int = 100_000
-    """Points sampled from a mesh input."""
-    k_normals: int = 16
-    """Neighbours for normal estimation when the input has no normals."""
-    model_options: dict[str, Any] = field(default_factory=dict)
-    """Overrides of the model's config dataclass (e.g. {"hidden": 128})."""
-    seed: int = 0
-    """Seed of sampling and initialisation."""
-    checkpoint_every: int = 500
-    """Steps between periodic checkpoints."""
 
 
 class _Sampler:
@@ -212,12 +158,8 @@ def _loss_fn(model: SDFField, sampler: _Sampler, cfg: SDFTrainConfig, gen: torch
 
 
 def _check_config(cfg: SDFTrainConfig) -> None:
-    if cfg.loss not in L.LOSSES:
-        raise InputError(f"--loss {cfg.loss!r}: choose one of {', '.join(L.LOSSES)}")
-    if canonical_model(cfg.model) not in MODEL_DEFAULTS:
-        raise InputError(f"--model {cfg.model!r}: choose one of {', '.join(MODEL_DEFAULTS)}")
-    if cfg.steps < 1 or cfg.batch_size < 1:
-        raise InputError("--steps and --batch-size must be positive")
+    """Validate again after a resume replaced fields (the dataclass validates at construction)."""
+    cfg.__post_init__()
 
 
 def train_sdf(
@@ -250,8 +192,7 @@ def train_sdf(
     if resume:
         ckpt = load_checkpoint(ckpt_path, "sdf")
         saved = ckpt["config"]
-        keep = {f.name for f in fields(SDFTrainConfig)}
-        cfg = SDFTrainConfig(**{k: v for k, v in saved.items() if k in keep})
+        cfg = SDFTrainConfig.from_dict(saved)
         if saved.get("model_config"):  # rebuild exactly the saved architecture
             cfg.model_options = {k: v for k, v in saved["model_config"].items() if k != "model"}
         cfg.steps = (config or cfg).steps

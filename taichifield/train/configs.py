@@ -1,0 +1,192 @@
+"""The trainers' configuration dataclasses, one per method, in one torch-free module.
+
+Defaults and help texts live here once: ``taichifield train nerf|sdf|image`` reads both from
+these classes (:meth:`taichifield.config.Config.field_doc`), the trainers take them, and the
+checkpoints store them (:meth:`~taichifield.config.Config.to_dict`). Validation is in
+``__post_init__`` and raises one-line :class:`~taichifield.errors.InputError`\ s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..config import Config
+from ..errors import InputError
+from ..fields.configs import SDF_MODEL_NAMES, ImageFieldConfig, NerfConfig, canonical_model
+
+__all__ = ["NerfTrainConfig", "SDFTrainConfig", "ImageTrainConfig", "MODEL_DEFAULTS", "DEFAULT_LR", "LOSSES"]
+
+LOSSES = ("igr", "siren", "deepsdf", "occupancy")
+"""The SDF losses of :mod:`taichifield.train.losses`."""
+
+
+def _positive(**values: float | None) -> None:
+    for name, value in values.items():
+        if value is not None and not value > 0:
+            raise InputError(f"--{name.replace('_', '-')} must be positive, not {value}")
+
+
+def _not_negative(**values: float | None) -> None:
+    for name, value in values.items():
+        if value is not None and not value >= 0:
+            raise InputError(f"--{name.replace('_', '-')} must be >= 0, not {value}")
+
+
+@dataclass
+class NerfTrainConfig(Config):
+    """Everything a NeRF run needs (stored in the checkpoint; ``--resume`` reuses it)."""
+
+    scene: str
+    """Scene folder (Blender or instant-ngp format, or a procedural ``scene.json`` folder)."""
+    out: str | None = None
+    """Run folder (``ckpt.pt``, ``metrics.json``); default ``runs/nerf-<scene>-<timestamp>``."""
+    steps: int = 20000
+    """Total optimisation steps."""
+    time_budget: float | None = None
+    """Stop (and save) after this many seconds of training."""
+    downscale: int = 1
+    """Integer image downscale factor."""
+    seed: int = 0
+    """Seed of the torch RNG (rays, backgrounds, grid updates)."""
+    model: NerfConfig = field(default_factory=NerfConfig)
+    """Field architecture."""
+    lr: float = 1e-2
+    """Adam learning rate (Instant-NGP)."""
+    betas: tuple[float, float] = (0.9, 0.99)
+    """Adam betas (Instant-NGP)."""
+    eps: float = 1e-15
+    """Adam epsilon (Instant-NGP)."""
+    weight_decay: float = 1e-6
+    """L2 weight decay on the MLP weights only (not the hash table)."""
+    lr_decay: bool = True
+    """Multiply lr by 0.33 at 50%, 75% and 90% of ``steps`` (Instant-NGP/nerfacc schedule)."""
+    loss: Literal["mse", "huber"] = "mse"
+    """Photometric loss; ``huber`` uses delta 0.1."""
+    target_samples: int | None = None
+    """Samples per step (the batch budget); None: 2^18 on CUDA, 2^16 on the CPU."""
+    init_rays: int = 1024
+    """Rays in the first step (then adapted to ``target_samples``)."""
+    max_rays: int = 1 << 16
+    """Upper bound on rays per step."""
+    grid_start: int = 16
+    """First step at which the occupancy grid is updated (all cells are occupied before)."""
+    grid_resolution: int | None = None
+    """Occupancy grid cells per side; None: 128 on CUDA (Instant-NGP), 64 on the CPU (cheaper updates)."""
+    render_steps: int = 1024
+    """Marching step = longest box side * sqrt(3) / render_steps (Instant-NGP: sqrt(3)/1024 of the unit box)."""
+    cull_samples: bool | None = None
+    """Before the full field runs, drop marched samples hidden behind surfaces (a no-grad
+    density pass; fewer MLP evaluations, one more host sync). None: on for the CPU, where
+    compute dominates and syncs are free; off on a GPU (one sync per step)."""
+    random_background: bool = True
+    """Composite RGBA training images on a random colour per ray."""
+    eval_views: int = 4
+    """Test views rendered at the end for ``metrics.json`` (0: skip)."""
+    checkpoint_every: int = 1000
+    """Steps between periodic checkpoints."""
+    checkpoint_seconds: float = 120.0
+    """Seconds between periodic checkpoints."""
+    progress_images: bool = True
+    """With each checkpoint, write ``RUN/progress/step_XXXXX.png``: test view 0 (at most 128 px
+    wide) rendered by the current field, next to its ground truth."""
+
+    def __post_init__(self) -> None:
+        _positive(steps=self.steps, downscale=self.downscale, lr=self.lr, init_rays=self.init_rays,
+                  max_rays=self.max_rays, render_steps=self.render_steps,
+                  target_samples=self.target_samples, grid_resolution=self.grid_resolution)
+        _not_negative(time_budget=self.time_budget, eval_views=self.eval_views)
+        if self.loss not in ("mse", "huber"):
+            raise InputError(f"--loss {self.loss!r}: choose mse or huber")
+
+
+
+#: per-model values of the ``SDFTrainConfig`` (per registry name) fields left at None (measured on the bunny,
+#: bench/sdf_quality.py). The hash grid needs the far-field term and more uniform samples:
+#: without them it grows spurious shells away from the data (Chamfer 0.03 instead of 0.0011).
+MODEL_DEFAULTS: dict[str, dict[str, float]] = {
+    "mlp": {"lr": 3e-3, "uniform_fraction": 0.125, "far_weight": 0.0},
+    "siren": {"lr": 1e-4, "uniform_fraction": 0.125, "far_weight": 0.0},
+    "hashgrid": {"lr": 1e-2, "uniform_fraction": 0.5, "far_weight": 1.0},
+}
+
+
+@dataclass
+class SDFTrainConfig(Config):
+    """Options of ``taichifield train sdf``; the defaults are the measured CPU choice."""
+
+    loss: str = "igr"
+    """igr | siren | deepsdf | occupancy."""
+    model: str = "hashgrid"
+    """hashgrid (hash grid + small MLP, the default) | mlp (IGR's geometric-init Softplus MLP;
+    ``relu`` is its old name) | siren."""
+    steps: int = 5000
+    """Optimisation steps."""
+    time_budget: float | None = None
+    """Stop (and save) after this many seconds of training."""
+    batch_size: int = 512
+    """Surface points per step (plus as many near-surface samples and ``uniform_fraction``
+    times as many uniform ones)."""
+    lr: float | None = None
+    """Adam learning rate (None: the model's default, :data:`MODEL_DEFAULTS`)."""
+    lr_final_ratio: float = 0.01
+    """Learning rate at the end of the run, relative to ``lr`` (chosen with bench/sdf_quality.py;
+    see the README's benchmark table)."""
+    uniform_fraction: float | None = None
+    """Uniform samples in the cube per surface sample (None: the model's default; IGR uses 1/8)."""
+    surface_weight: float = 1.0
+    """igr: weight of the on-surface ``|u|`` term (IGR: 1)."""
+    eikonal_weight: float = 0.1
+    """igr: weight lambda of the eikonal term (IGR: 0.1)."""
+    far_weight: float | None = None
+    """igr: weight of an L1 term pulling the field at the uniform samples to their signed
+    distance to the input points (:func:`~taichifield.train.losses.signed_distance_targets`;
+    None: the model's default). The eikonal term alone leaves the far field's sign free,
+    which a hash grid (unlike a smooth MLP) uses to grow spurious shells."""
+    sigma_k: int = 50
+    """Near-surface Gaussian std = distance to this nearest neighbour (IGR's local sigma)."""
+    n_samples: int = 100_000
+    """Points sampled from a mesh input."""
+    k_normals: int = 16
+    """Neighbours for normal estimation when the input has no normals."""
+    model_options: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the model's config dataclass (e.g. {"hidden": 128})."""
+    seed: int = 0
+    """Seed of sampling and initialisation."""
+    checkpoint_every: int = 500
+    """Steps between periodic checkpoints."""
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise InputError(f"--loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
+        if canonical_model(self.model) not in SDF_MODEL_NAMES:
+            raise InputError(f"--model {self.model!r}: choose one of {', '.join(SDF_MODEL_NAMES)}")
+        _positive(steps=self.steps, batch_size=self.batch_size, lr=self.lr)
+        _not_negative(time_budget=self.time_budget)
+
+
+DEFAULT_LR: dict[str, float] = {"hashgrid": 1e-2, "fourier": 2e-3, "frequency": 2e-3, "none": 2e-3}
+"""Image fitting: Adam learning rate per encoding when ``ImageTrainConfig.lr`` is None."""
+
+
+@dataclass
+class ImageTrainConfig(Config):
+    """One image-fitting run."""
+
+    photo: str
+    """Image file (PNG/JPEG...; RGBA is composited on white, grey is replicated)."""
+    out: str
+    """Run folder."""
+    steps: int = 1000
+    """Adam steps."""
+    lr: float | None = None
+    """Learning rate; None picks a per-encoding default (:data:`DEFAULT_LR`)."""
+    batch_size: int = 1 << 14
+    """Pixels per step, drawn at random (all pixels, every step, when the image has fewer)."""
+    seed: int = 0
+    """Seed of the weights, the Fourier matrix and the pixel batches."""
+    field: ImageFieldConfig = field(default_factory=ImageFieldConfig)
+    """Architecture; ``max_resolution`` is set to the image's larger side."""
+
+    def __post_init__(self) -> None:
+        _positive(steps=self.steps, batch_size=self.batch_size, lr=self.lr)
