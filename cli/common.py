@@ -29,6 +29,14 @@ OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace an e
 log = logging.getLogger("taichifield.cli")
 
 
+def config_option(config: Any, name: str, *flags: str, note: str = "", **kwargs: Any) -> Any:
+    """A ``typer.Option`` whose help is the docstring under ``config``'s field ``name``
+    (:meth:`taichifield.config.Config.field_doc`), so a default and its help text live once,
+    in the config dataclass; give the default as ``= Config.default(name)``."""
+    text = config.field_doc(name)
+    return typer.Option(*flags, help=f"{text} {note}".strip(), **kwargs)
+
+
 def err(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
 

@@ -7,8 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
+from taichifield.fields.configs import ImageFieldConfig
+from taichifield.train.configs import ImageTrainConfig
+
 from .apps import train_app
-from .common import ArchOption, Progress, QuietOption, SeedOption, cli_command, note_run, start_runtime
+from .common import ArchOption, Progress, QuietOption, SeedOption, cli_command, config_option, note_run, start_runtime
 
 
 @train_app.command("image")
@@ -16,10 +19,10 @@ from .common import ArchOption, Progress, QuietOption, SeedOption, cli_command, 
 def train_image_command(
     photo: Annotated[Path, typer.Argument(help="Image to fit (PNG, JPEG, ...).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: ckpt.pt, reconstruction.png, metrics.json.")],
-    encoding: Annotated[str, typer.Option("--encoding", "-e", help="Input encoding: hashgrid, fourier, frequency or none.")] = "hashgrid",
-    steps: Annotated[int, typer.Option("--steps", help="Adam steps.")] = 1000,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (default: 1e-2 for hashgrid, 2e-3 otherwise).")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Random pixels per step (all pixels if the image has fewer).")] = 1 << 14,
+    encoding: Annotated[str, config_option(ImageFieldConfig, "encoding", "--encoding", "-e", note="(hashgrid, fourier, frequency, none)")] = ImageFieldConfig.default("encoding"),
+    steps: Annotated[int, config_option(ImageTrainConfig, "steps", "--steps")] = ImageTrainConfig.default("steps"),
+    lr: Annotated[Optional[float], config_option(ImageTrainConfig, "lr", "--lr")] = ImageTrainConfig.default("lr"),
+    batch_size: Annotated[int, config_option(ImageTrainConfig, "batch_size", "--batch-size")] = ImageTrainConfig.default("batch_size"),
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run in --out (ckpt.pt, reconstruction, metrics, curves) instead of refusing.")] = False,
     arch: ArchOption = "auto",
     seed: SeedOption = 0,
@@ -31,23 +34,17 @@ def train_image_command(
 
         taichifield train image photo.png --encoding hashgrid --steps 1000 --out runs/photo_hash
     """
-    from taichifield.fields.image import ENCODINGS, ImageFieldConfig
-    from taichifield.errors import InputError
-
-    if encoding not in ENCODINGS:
-        raise InputError(f"--encoding {encoding!r}: choose one of {', '.join(ENCODINGS)}")
+    # the configs validate every option (one-line errors) before anything is written
+    config = ImageTrainConfig(photo=str(photo), out=str(out), steps=steps, lr=lr, seed=seed, batch_size=batch_size,
+                              field=ImageFieldConfig(encoding=encoding))
     chosen = start_runtime(arch, seed)
     from taichifield.runfolder import check_run_folder, open_run
     from taichifield.train.curves import History, write_run_curves
-    from taichifield.train.image import ImageTrainConfig, load_image, train_image
+    from taichifield.train.image import load_image, train_image
 
-    if batch_size < 1:
-        raise InputError(f"--batch-size must be >= 1, not {batch_size}")
     check_run_folder(out, resume=False, overwrite=overwrite, can_resume=False)  # writes nothing
     load_image(photo)  # a bad image is refused before an earlier run is touched
-    config = ImageTrainConfig(photo=str(photo), out=str(out), steps=steps, lr=lr, seed=seed, batch_size=batch_size,
-                              field=ImageFieldConfig(encoding=encoding))
-    history = History(every=max(1, steps // 500))
+    history = History.for_steps(steps)
     with open_run(out, overwrite=overwrite, can_resume=False), \
             Progress(f"image [{encoding}]", total=steps, quiet=quiet, unit="step") as bar:
         note_run(out)

@@ -10,8 +10,11 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .apps import eval_app, mesh_app, render_app, train_app
+from taichifield.fields.configs import NerfConfig
+from taichifield.train.configs import NerfTrainConfig
+
 from .common import (
-    ArchOption, OverwriteOption, Progress, QuietOption, SeedOption, check_positive, cli_command, note_run, start_runtime,
+    ArchOption, OverwriteOption, Progress, QuietOption, SeedOption, check_positive, cli_command, config_option, note_run, start_runtime,
 )
 
 DownscaleOption = Annotated[Optional[int], typer.Option("--downscale", help="Integer image downscale factor (default: the training one).")]
@@ -43,13 +46,13 @@ class _SceneBar:
 def train_nerf_command(
     scene: Annotated[Optional[str], typer.Argument(help="Scene folder: Blender (transforms_*.json), instant-ngp (transforms.json) or procedural (scene.json, e.g. scenes/lego). Optional with --resume.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default runs/nerf-<scene>-<timestamp>).")] = None,
-    steps: Annotated[int, typer.Option("--steps", help="Total training steps.")] = 20000,
-    time_budget: Annotated[Optional[float], typer.Option("--time-budget", help="Stop and save after this many seconds.")] = None,
-    downscale: Annotated[int, typer.Option("--downscale", help="Integer image downscale factor.")] = 1,
-    encoding: Annotated[str, typer.Option("--encoding", "-e", help="Position encoding: hashgrid (Instant-NGP) or frequency (original NeRF).")] = "hashgrid",
+    steps: Annotated[int, config_option(NerfTrainConfig, "steps", "--steps")] = NerfTrainConfig.default("steps"),
+    time_budget: Annotated[Optional[float], config_option(NerfTrainConfig, "time_budget", "--time-budget")] = NerfTrainConfig.default("time_budget"),
+    downscale: Annotated[int, config_option(NerfTrainConfig, "downscale", "--downscale")] = NerfTrainConfig.default("downscale"),
+    encoding: Annotated[str, config_option(NerfConfig, "encoding", "--encoding", "-e")] = NerfConfig.default("encoding"),
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this folder (or ckpt.pt).")] = None,
-    target_samples: Annotated[Optional[int], typer.Option("--target-samples", help="Samples per step (default 2^16 on CPU, 2^18 on CUDA).")] = None,
-    log2_table_size: Annotated[int, typer.Option("--log2-table-size", help="Hash table entries per level, log2.")] = 19,
+    target_samples: Annotated[Optional[int], config_option(NerfTrainConfig, "target_samples", "--target-samples")] = NerfTrainConfig.default("target_samples"),
+    log2_table_size: Annotated[int, config_option(NerfConfig, "log2_table_size", "--log2-table-size")] = NerfConfig.default("log2_table_size"),
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run in --out (its ckpt.pt, metrics, curves, progress images) instead of refusing.")] = False,
     arch: ArchOption = "auto",
     seed: SeedOption = 0,
@@ -65,18 +68,17 @@ def train_nerf_command(
     """
     from taichifield.errors import InputError
 
-    if encoding not in ("hashgrid", "frequency"):
-        raise InputError(f"--encoding {encoding!r}: choose hashgrid or frequency")
-    check_positive(steps=steps, time_budget=time_budget, target_samples=target_samples)
-    if not 1 <= log2_table_size <= 30:
-        raise InputError(f"--log2-table-size must be in 1..30, got {log2_table_size}")
     if scene is None and resume is None:
         raise InputError("give a SCENE folder (or --resume RUN)")
+    check_positive(time_budget=time_budget)  # the library takes 0 (save at once); a command wants > 0
+    # the configs validate every option (one-line errors) before anything is written
+    config = NerfTrainConfig(scene=scene or "", steps=steps, time_budget=time_budget, downscale=downscale, seed=seed,
+                             target_samples=target_samples,
+                             model=NerfConfig(encoding=encoding, log2_table_size=log2_table_size))  # type: ignore[arg-type]
     chosen = start_runtime(arch, seed)
-    from taichifield.fields.nerf import NerfConfig
     from taichifield.runfolder import check_run_folder, claim_run_dir, first_missing, open_run
     from taichifield.train.curves import History, write_run_curves
-    from taichifield.train.nerf import NerfTrainConfig, default_run_dir, run_train_nerf
+    from taichifield.train.nerf import default_run_dir, run_train_nerf
 
     # --resume RUN continues RUN/ckpt.pt in place; into another --out (or from a file not named
     # ckpt.pt) it starts a new run there, which must not replace one silently
@@ -104,9 +106,7 @@ def train_nerf_command(
         created = first_missing(base)
         out = claim_run_dir(base)
         created = created or out
-    config = NerfTrainConfig(scene=scene or "", out=str(out), steps=steps, time_budget=time_budget,
-                             downscale=downscale, seed=seed, target_samples=target_samples,
-                             model=NerfConfig(encoding=encoding, log2_table_size=log2_table_size))  # type: ignore[arg-type]
+    config.out = str(out)
     label = Path(scene).name if scene else Path(resume).name  # type: ignore[arg-type]
     history = History.for_steps(steps)
     with open_run(out, resume=continues, overwrite=overwrite, created=created), \

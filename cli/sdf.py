@@ -11,9 +11,12 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from taichifield.train.configs import SDFTrainConfig
+
 from .apps import mesh_app, reconstruct_app, render_app, train_app
 from .common import (
-    ArchOption, OverwriteOption, Progress, QuietOption, SeedOption, check_positive, cli_command, note_run, start_runtime,
+    ArchOption, OverwriteOption, Progress, QuietOption, SeedOption, check_positive, cli_command, config_option, note_run,
+    start_runtime,
 )
 
 PointsArg = Annotated[Path, typer.Argument(help="Points or mesh: .ply .obj .off .xyz .npy .npz, or a Stanford .conf of range scans.")]
@@ -44,7 +47,7 @@ def run_train_sdf(points: Path, out: Path, *, resume: bool, quiet: bool, preview
     import torch
 
     from taichifield.train.curves import History, write_run_curves
-    from taichifield.train.sdf import SDFTrainConfig, train_sdf
+    from taichifield.train.sdf import train_sdf
 
     if threads > 0:
         torch.set_num_threads(threads)
@@ -74,18 +77,17 @@ def run_train_sdf(points: Path, out: Path, *, resume: bool, quiet: bool, preview
 def train_sdf_cmd(
     points: PointsArg,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder; the checkpoint is RUN/ckpt.pt (default runs/sdf-<input>-<timestamp>).")] = None,
-    loss: Annotated[str, typer.Option(help="igr | siren | deepsdf | occupancy.")] = "igr",
-    model: Annotated[str, typer.Option(help="hashgrid (hash grid + small MLP, the best in a few CPU minutes) | relu (geometric-init MLP) | siren.")] = "hashgrid",
-    steps: Annotated[int, typer.Option(help="Optimisation steps (5000: ~2-5 min on a 2-core CPU).")] = 5000,
-    time_budget: Annotated[Optional[float], typer.Option("--time-budget", help="Stop and save after this many seconds.")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Surface points per step.")] = 512,
-    lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: per model).")] = None,
+    loss: Annotated[str, config_option(SDFTrainConfig, "loss", "--loss")] = SDFTrainConfig.default("loss"),
+    model: Annotated[str, config_option(SDFTrainConfig, "model", "--model")] = SDFTrainConfig.default("model"),
+    steps: Annotated[int, config_option(SDFTrainConfig, "steps", "--steps")] = SDFTrainConfig.default("steps"),
+    time_budget: Annotated[Optional[float], config_option(SDFTrainConfig, "time_budget", "--time-budget")] = SDFTrainConfig.default("time_budget"),
+    batch_size: Annotated[int, config_option(SDFTrainConfig, "batch_size", "--batch-size")] = SDFTrainConfig.default("batch_size"),
+    lr: Annotated[Optional[float], config_option(SDFTrainConfig, "lr", "--lr")] = SDFTrainConfig.default("lr"),
     resume: Annotated[bool, typer.Option("--resume", help="Continue RUN/ckpt.pt with its own settings.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run in RUN (its ckpt.pt, metrics, curves, previews) instead of refusing.")] = False,
     preview: Annotated[bool, typer.Option("--preview/--no-preview", help="Render the current surface with every checkpoint (RUN/progress/step_XXXXX.png) and the final one (RUN/preview.png).")] = True,
-    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Steps between checkpoints (and previews).")] = 500,
-    threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default). The small MLP gains nothing from more; "
-                                              "on a busy 2-core machine 2 threads were much slower than 1.")] = 1,
+    checkpoint_every: Annotated[int, config_option(SDFTrainConfig, "checkpoint_every", "--checkpoint-every", note="(A preview is rendered with each.)")] = SDFTrainConfig.default("checkpoint_every"),
+    threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default); 1 measured best for the small MLPs on 2 cores (README).")] = 1,
     arch: ArchOption = "auto",
     seed: SeedOption = 0,
     quiet: QuietOption = False,
@@ -98,7 +100,9 @@ def train_sdf_cmd(
     from taichifield.errors import InputError
     from taichifield.runfolder import check_run_folder, claim_run_dir, first_missing, open_run
 
-    check_positive(steps=steps, time_budget=time_budget, batch_size=batch_size, lr=lr, checkpoint_every=checkpoint_every)
+    check_positive(checkpoint_every=checkpoint_every, time_budget=time_budget)  # the CLI wants a budget > 0
+    # the config validates the training options (one-line errors) before anything is written
+    SDFTrainConfig(loss=loss, model=model, steps=steps, time_budget=time_budget, batch_size=batch_size, lr=lr, seed=seed)
     if out is None and resume:
         raise InputError("--resume needs --out RUN, the run folder to continue")
     start_runtime(arch, seed)

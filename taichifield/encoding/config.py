@@ -36,12 +36,12 @@ class HashGridConfig(Config):
     """Finest resolution N_max (over the field's box)."""
 
     def __post_init__(self) -> None:
-        if self.n_levels < 1 or self.n_features < 1 or self.base_resolution < 1:
-            raise InputError("hash grid: n_levels, n_features and base_resolution must be >= 1")
+        # messages name the option as the CLI spells it (--log2-table-size for log2_table_size)
+        for name in ("n_levels", "n_features", "base_resolution", "max_resolution"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be >= 1, not {getattr(self, name)}")
         if not 1 <= self.log2_table_size <= 30:
-            raise InputError(f"hash grid: log2_table_size must be in [1, 30], not {self.log2_table_size}")
-        if self.max_resolution < 1:
-            raise InputError(f"hash grid: max_resolution must be >= 1, not {self.max_resolution}")
+            raise InputError(f"--log2-table-size must be in 1..30, not {self.log2_table_size}")
 
     def hash_grid(self, n_input_dims: int, implementation: str = "taichi") -> Any:
         """The :class:`~taichifield.encoding.HashGridEncoding` this config describes

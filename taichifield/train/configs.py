@@ -119,7 +119,7 @@ class SDFTrainConfig(Config):
     """igr | siren | deepsdf | occupancy."""
     model: str = "hashgrid"
     """hashgrid (hash grid + small MLP, the default) | mlp (IGR's geometric-init Softplus MLP;
-    ``relu`` is its old name) | siren."""
+    relu is its old name) | siren."""
     steps: int = 5000
     """Optimisation steps."""
     time_budget: float | None = None
