@@ -74,7 +74,7 @@ def _pose() -> torch.Tensor:
     return look_at(torch.tensor([0.0, -4.0, 2.0]), torch.zeros(3), up=(0.0, 0.0, 1.0)).float()
 
 
-def test_resume_after_sigterm_matches_uninterrupted_run(tiny_scene, tmp_path) -> None:
+def test_resume_after_sigterm_matches_uninterrupted_run(train_arch, tiny_scene, tmp_path) -> None:
     full = run_train_nerf(_config(tiny_scene, tmp_path / "full", 24, seed=3))
     assert full.stopped == "steps"
 
@@ -91,12 +91,15 @@ def test_resume_after_sigterm_matches_uninterrupted_run(tiny_scene, tmp_path) ->
     # README: the same weights. On the CPU every kernel of a step is deterministic (the hash-grid
     # backward runs levels in parallel without atomics; the occupancy grid and the RNG streams are
     # in the checkpoint), so field, grid and Adam state are bit-identical.
+    # On CUDA the hash grid's backward adds with float atomics in a varying order: the same
+    # steps from the same checkpoint and RNG state agree to float32 rounding (README).
+    same = torch.equal if train_arch == "cpu" else (lambda x, y: torch.allclose(x.float(), y.float(), rtol=1e-4, atol=1e-6))
     assert a["state"].keys() == b["state"].keys()
     for k in a["state"]:
-        assert torch.equal(a["state"][k], b["state"][k]), k
+        assert same(a["state"][k], b["state"][k]), k
     for p in a["optimizer"]["state"]:
         for name, value in a["optimizer"]["state"][p].items():
-            assert torch.equal(value, b["optimizer"]["state"][p][name]), (p, name)
+            assert same(value, b["optimizer"]["state"][p][name]), (p, name)
     assert a["optimizer"]["param_groups"] == b["optimizer"]["param_groups"]
 
 

@@ -46,7 +46,7 @@ def test_default_model_recovers_a_sphere(sphere_file: Path, tmp_path: Path) -> N
     assert len(faces) > 1000 and np.abs(r - RADIUS).mean() < 0.02 * RADIUS
 
 
-def test_sigterm_then_resume_continues_exactly(sphere_file: Path, tmp_path: Path) -> None:
+def test_sigterm_then_resume_continues_exactly(train_arch: str, sphere_file: Path, tmp_path: Path) -> None:
     opts = dict(steps=6, batch_size=64, model_options={"hidden": 16, "layers": 2}, checkpoint_every=1000)
     train_sdf(sphere_file, tmp_path / "full", SDFTrainConfig(**opts))
 
@@ -60,8 +60,9 @@ def test_sigterm_then_resume_continues_exactly(sphere_file: Path, tmp_path: Path
     a = load_checkpoint(tmp_path / "full" / "ckpt.pt", "sdf")
     b = load_checkpoint(tmp_path / "half" / "ckpt.pt", "sdf")
     assert a["step"] == b["step"] == 6
+    exact = train_arch == "cpu"  # CUDA: float atomics in the hash grid's backward (README, Failure modes)
     for k in a["state"]:
-        torch.testing.assert_close(a["state"][k], b["state"][k], rtol=0, atol=0)
+        torch.testing.assert_close(a["state"][k], b["state"][k], rtol=0 if exact else 1e-4, atol=0 if exact else 1e-6)
     assert b["meta"]["normalization"] == a["meta"]["normalization"]
 
 
