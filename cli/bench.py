@@ -76,6 +76,7 @@ _SCRIPTS = {
     "marching-cubes": ("marching_cubes", "Our marching cubes vs skimage, PyMCubes and VTK Flying Edges on the same 256^3 grids: time, ratios, topology.", "taichifield bench marching-cubes"),
     "extract-mesh": ("extract_mesh", "Narrow-band extract_mesh at 256 and 512: time, peak memory, field evaluations, t(512)/t(256).", "taichifield bench extract-mesh"),
     "nerf-cpu": ("nerf_cpu", "Train the real lego at 100x100 within a time budget, then PSNR on 20 test views (needs ../shared/data).", "taichifield bench nerf-cpu --time-budget 600"),
+    "nerf-throughput": ("nerf_throughput", "One NeRF training step at the CLI defaults, per stage (torch.profiler): ms and % per stage, samples/s fwd+bwd; --compare times variants in the same run.", "taichifield bench nerf-throughput --compare threads=1,target=131072"),
     "sdf-quality": ("sdf_quality", "Neural SDF losses/models vs Open3D screened Poisson on 100k bunny points: Chamfer-L1 side by side.", "taichifield bench sdf-quality"),
 }
 
