@@ -60,11 +60,16 @@ class NerfConfig(HashGridConfig):
     """Frequency model: hidden layers of the density MLP."""
     implementation: Literal["taichi", "torch"] = "taichi"
     """Encoding kernels: Taichi, or the pure-torch references."""
+    mlp: Literal["fused", "torch"] = "torch"
+    """Hash-grid model: both MLPs as one autograd op (``fields.mlp.nerf_head``), or the
+    ``nn.Sequential`` layers (the reference). Same weights; the frequency model always uses layers."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.encoding not in ("hashgrid", "frequency"):
             raise InputError(f"--encoding {self.encoding!r}: choose hashgrid or frequency")
+        if self.mlp not in ("fused", "torch"):
+            raise InputError(f"mlp {self.mlp!r}: choose fused or torch")
         if self.implementation not in ("taichi", "torch"):
             raise InputError(f"implementation {self.implementation!r}: choose taichi or torch")
 

@@ -24,6 +24,7 @@ from torch import nn
 
 from ..encoding import FrequencyEncoding, SphericalHarmonicsEncoding
 from .configs import NerfConfig
+from .mlp import nerf_head
 
 __all__ = ["NerfConfig", "NerfField", "trunc_exp"]
 
@@ -109,10 +110,22 @@ class NerfField(nn.Module):
         Returns:
             rgb (N, 3) in (0, 1), sigma (N,) >= 0.
         """
+        if self.config.encoding == "hashgrid" and self.config.mlp == "fused":
+            return self._forward_fused(x, dirs)
         sigma, geo = self._geometry(x)
         d = self.dir_encoding(dirs)  # SH (hash-grid model) or frequency encoding of unit directions
         rgb = torch.sigmoid(self.color_mlp(torch.cat([d.to(geo.dtype), geo], dim=-1)))
         return rgb, sigma
+
+    def _forward_fused(self, x: torch.Tensor, dirs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` with both MLPs as one op (:func:`taichifield.fields.mlp.nerf_head`): same
+        weights, same values; fewer ops and allocations per step."""
+        u = self.normalize(x)
+        inside = ((u >= 0) & (u <= 1)).all(dim=-1)
+        dw = [m.weight for m in self.density_mlp if isinstance(m, nn.Linear)]
+        cw = [m.weight for m in self.color_mlp if isinstance(m, nn.Linear)]
+        logit, rgb = nerf_head(self.pos_encoding(u.clamp(0, 1)), self.dir_encoding(dirs), dw, cw)
+        return rgb, trunc_exp(logit) * inside.to(logit.dtype)
 
     def mlp_parameters(self) -> list[nn.Parameter]:
         """The MLP weights (for weight decay); the encoding's table is excluded."""
