@@ -39,23 +39,19 @@ def train_image_command(
                               field=ImageFieldConfig(encoding=encoding))
     chosen = start_runtime(arch, seed)
     from taichifield.runfolder import check_run_folder, open_run
-    from taichifield.train.curves import History, write_run_curves
     from taichifield.train.image import load_image, train_image
 
     check_run_folder(out, resume=False, overwrite=overwrite, can_resume=False)  # writes nothing
     load_image(photo)  # a bad image is refused before an earlier run is touched
-    history = History.for_steps(steps)
     with open_run(out, overwrite=overwrite, can_resume=False), \
             Progress(f"image [{encoding}]", total=steps, quiet=quiet, unit="step") as bar:
         note_run(out)
 
         def on_step(step: int, stats: dict[str, float]) -> None:
-            history.record(step, stats)
             info = f"psnr {stats['psnr']:.2f} dB" if "psnr" in stats else None
             bar.update(1, info=info)
 
         result = train_image(config, on_step=on_step)
-        write_run_curves(out, history, title=f"image [{encoding}]")
     stopped = "" if result.metrics.get("stopped", "steps") == "steps" else f" (stopped early: {result.metrics['stopped']})"
     typer.echo(
         f"image: {encoding} on {chosen}, {result.steps} steps in {result.seconds:.1f} s{stopped}, "

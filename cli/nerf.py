@@ -77,7 +77,6 @@ def train_nerf_command(
                              model=NerfConfig(encoding=encoding, log2_table_size=log2_table_size))  # type: ignore[arg-type]
     chosen = start_runtime(arch, seed)
     from taichifield.runfolder import check_run_folder, claim_run_dir, first_missing, open_run
-    from taichifield.train.curves import History, write_run_curves
     from taichifield.train.nerf import default_run_dir, run_train_nerf
 
     # --resume RUN continues RUN/ckpt.pt in place; into another --out (or from a file not named
@@ -108,13 +107,11 @@ def train_nerf_command(
         created = created or out
     config.out = str(out)
     label = Path(scene).name if scene else Path(resume).name  # type: ignore[arg-type]
-    history = History.for_steps(steps)
     with open_run(out, resume=continues, overwrite=overwrite, created=created), \
             Progress(f"nerf [{label}]", total=steps, quiet=quiet, unit="step") as bar:
         note_run(out)
 
         def on_step(step: int, stats: dict[str, Any]) -> None:
-            history.record(step, stats)
             info = None
             if stats:
                 info = (f"loss {stats['loss']:.4f} psnr {stats['psnr']:.2f} dB "
@@ -125,7 +122,6 @@ def train_nerf_command(
             result = run_train_nerf(config, resume=resume, progress=on_step, scene_progress=scene_bar)
         finally:
             scene_bar.close()
-        write_run_curves(result.run_dir, history, title=f"nerf [{label}]")
     test = f", test PSNR {result.test_psnr:.2f} dB" if result.test_psnr is not None else ""
     typer.echo(f"nerf: {config.model.encoding} on {chosen}, {result.step} steps in {result.seconds:.0f} s "
                f"({result.stopped}), train PSNR {result.train_psnr:.2f} dB{test} -> {result.run_dir}/ckpt.pt")

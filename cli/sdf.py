@@ -43,30 +43,22 @@ def _default_sdf_run(points: Path) -> Path:
 
 
 def run_train_sdf(points: Path, out: Path, *, resume: bool, quiet: bool, preview: bool, threads: int = 1, **options: Any) -> str:
-    """Train, write RUN/ckpt.pt (and RUN/preview.png); returns the summary line."""
+    """Train, write the run folder (the trainer writes ckpt.pt, curves and previews); returns
+    the summary line."""
     import torch
 
-    from taichifield.train.curves import History, write_run_curves
     from taichifield.train.sdf import train_sdf
 
     if threads > 0:
         torch.set_num_threads(threads)
 
-    cfg = SDFTrainConfig(**{k: v for k, v in options.items() if v is not None})
-    history = History.for_steps(cfg.steps)
+    cfg = SDFTrainConfig(progress_images=preview, **{k: v for k, v in options.items() if v is not None})
     with Progress("train sdf", total=cfg.steps, quiet=quiet, unit="step") as bar:
 
         def on_step(step: int, stats: dict[str, float]) -> None:
-            history.record(step, stats)
             bar.update(completed=step, info=f"loss {stats.get('loss', float('nan')):.4f}")
 
-        def on_save(step: int, ckpt: Path) -> None:  # the current surface, with every checkpoint
-            run_render_sdf(ckpt, out / "progress" / f"step_{step:05d}.png", width=160, height=160, azimuth=30.0, elevation=20.0)
-
-        result = train_sdf(points, out, cfg, resume=resume, on_step=on_step, on_save=on_save if preview else None)
-    write_run_curves(out, history, title=f"sdf [{Path(points).name}]")
-    if preview:
-        run_render_sdf(out / "ckpt.pt", out / "preview.png", width=160, height=160, azimuth=30.0, elevation=20.0)
+        result = train_sdf(points, out, cfg, resume=resume, on_step=on_step)
     loss = result.last_stats.get("loss", float("nan"))
     skipped = f", {result.skipped_steps} non-finite steps skipped" if result.skipped_steps else ""
     return f"{out / 'ckpt.pt'}: {result.step} steps in {result.seconds:.1f} s ({result.stopped}), loss {loss:.5f}{skipped}"
@@ -195,17 +187,10 @@ def mesh_sdf_cmd(
 
 def run_render_sdf(ckpt: Path, out: Path, *, width: int, height: int, azimuth: float, elevation: float) -> str:
     """Sphere-trace the learned surface and write a Lambert-shaded image atomically."""
-    import numpy as np
+    from taichifield.images import write_image
+    from taichifield.pipelines.sdf import load_sdf
 
-    from taichifield.render.shade import render_sdf, save_image
-    from taichifield.train.sdf import load_sdf
-
-    sdf = load_sdf(ckpt)
-    bb = sdf.bbox(0.85)  # the data fills [-0.8, 0.8]^3 of the training cube
-    center = bb.mean(axis=0)
-    radius = float(np.linalg.norm(bb[1] - bb[0]) / 2)
-    img = render_sdf(sdf, sdf.gradient, center, radius, width=width, height=height, azimuth=azimuth, elevation=elevation)
-    save_image(out, img)
+    write_image(out, load_sdf(ckpt).render(width, height, azimuth, elevation))
     return f"{out}: {width}x{height}"
 
 

@@ -41,7 +41,8 @@ from taichifield import runtime
 runtime.init("cpu")
 from taichifield.train.sdf import SDFTrainConfig, train_sdf
 points, out, steps, term_at, every, resume = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6] == "1"
-cfg = SDFTrainConfig(steps=steps, batch_size=32, checkpoint_every=every, model_options={"hidden": 16, "layers": 2})
+cfg = SDFTrainConfig(steps=steps, batch_size=32, checkpoint_every=every, model_options={"hidden": 16, "layers": 2},
+                     progress_images=False)
 def on_step(step, stats):
     if step == term_at:
         os.kill(os.getpid(), signal.SIGINT)
@@ -66,7 +67,7 @@ def points(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def tiny_config(steps: int) -> SDFTrainConfig:
-    return SDFTrainConfig(steps=steps, batch_size=32, model_options=dict(TINY))
+    return SDFTrainConfig(steps=steps, batch_size=32, model_options=dict(TINY), progress_images=False)
 
 
 def assert_finite_checkpoint(path: Path, kind: str = "sdf") -> dict[str, Any]:

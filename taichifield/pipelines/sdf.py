@@ -113,6 +113,23 @@ class SDFModel(nn.Module):
         return g.detach()
 
 
+    def render(self, width: int = 512, height: int = 512, azimuth: float = 30.0, elevation: float = 20.0) -> np.ndarray:
+        """A sphere-traced, Lambert-shaded picture of the surface, (H, W, 3) uint8, from a camera
+        orbiting the training cube's middle (:func:`taichifield.render.shade.render_sdf`)."""
+        from ..render.shade import render_sdf
+
+        bb = self.bbox(0.85)  # the data fills [-0.8, 0.8]^3 of the training cube
+        center = bb.mean(axis=0)
+        radius = float(np.linalg.norm(bb[1] - bb[0]) / 2)
+        was_training = self.field.training
+        self.field.eval()
+        try:
+            return render_sdf(self, self.gradient, center, radius, width=width, height=height,
+                              azimuth=azimuth, elevation=elevation, device=self.device)
+        finally:
+            self.field.train(was_training)
+
+
 def load_sdf(path: str | os.PathLike[str]) -> SDFModel:
     """:meth:`SDFModel.load`."""
     return SDFModel.load(path)

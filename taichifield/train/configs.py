@@ -155,6 +155,9 @@ class SDFTrainConfig(Config):
     """Seed of sampling and initialisation."""
     checkpoint_every: int = 500
     """Steps between periodic checkpoints."""
+    progress_images: bool = True
+    """With each checkpoint, render the current surface into ``RUN/progress/step_XXXXX.png``
+    (160 px, sphere traced)."""
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:

@@ -2,7 +2,8 @@
 
 A :class:`History` collects per-step scalars cheaply (every ``every`` steps) and
 :func:`write_curves` draws them with matplotlib's Agg backend (no display needed),
-atomically. Trainers keep one History and write the picture with each checkpoint.
+atomically. Each trainer keeps one :class:`RunCurves` and writes ``RUN/history.json`` and
+``RUN/curves.png`` with every checkpoint (the Python API writes the same run folder as the CLI).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from ..atomic import atomic_path
 
-__all__ = ["History", "write_curves", "write_run_curves"]
+__all__ = ["History", "RunCurves", "write_curves", "write_run_curves"]
 
 
 @dataclass
@@ -41,7 +42,8 @@ class History:
         self.rows.append(row)
 
     def state_dict(self) -> dict[str, Any]:
-        """Checkpoint-safe (lists of floats) so curves continue across ``--resume``."""
+        """Checkpoint-safe (lists of floats): the rows as a table (the trainers continue
+        curves across ``--resume`` through ``history.json`` instead, :func:`write_run_curves`)."""
         keys = sorted({k for r in self.rows for k in r})
         return {"keys": keys, "values": [[r.get(k, float("nan")) for k in keys] for r in self.rows]}
 
@@ -53,6 +55,32 @@ class History:
         if self.rows:
             self.seconds_offset = self.rows[-1]["seconds"]
             self._t0 = time.monotonic()
+
+
+class RunCurves:
+    """A run's curves: records the stats the loop reads and draws them into the run folder.
+
+    Args:
+        run_dir: the run folder. steps: the run's total steps (sets the recording interval).
+        title: the picture's title.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike[str], steps: int, title: str = "") -> None:
+        self.run_dir, self.title = Path(run_dir), title
+        self.history = History.for_steps(steps)
+
+    def on_step(self, forward: Any = None) -> Any:
+        """A ``run_loop`` ``on_step`` callback that records, then calls ``forward`` (if any)."""
+
+        def callback(step: int, stats: dict[str, float]) -> None:
+            self.history.record(step, stats)
+            if forward is not None:
+                forward(step, stats)
+
+        return callback
+
+    def write(self) -> Path | None:
+        return write_run_curves(self.run_dir, self.history, title=self.title)
 
 
 def write_run_curves(run_dir: str | os.PathLike[str], history: History, title: str = "",

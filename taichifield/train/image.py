@@ -30,6 +30,7 @@ from ..errors import InputError
 from ..fields.image import ENCODINGS, ImageField
 from .checkpoint import save_checkpoint
 from .configs import DEFAULT_LR, ImageTrainConfig
+from .curves import RunCurves
 from ..metrics.image import psnr
 from .loop import NonFiniteGuard, adam, log_interval, run_loop
 
@@ -154,7 +155,8 @@ class ImageTrainer:
     def run(self, on_step: Callable[[int, dict[str, float]], None] | None = None) -> ImageResult:
         config, model, height, width = self.config, self.model, self.height, self.width
         t0 = time.monotonic()
-        result = run_loop(self.step, start_step=0, total_steps=config.steps, on_step=on_step, guard=self.guard,
+        curves = RunCurves(config.out, config.steps, title=f"image [{self.field_cfg.encoding}]")
+        result = run_loop(self.step, start_step=0, total_steps=config.steps, on_step=curves.on_step(on_step), guard=self.guard,
                           log_every=log_interval(self.device))
         seconds = time.monotonic() - t0
         field_cfg, lr, optimizer = self.field_cfg, self.lr, self.optimizer
@@ -189,5 +191,6 @@ class ImageTrainer:
         write_image(recon_path, recon.reshape(height, width, 3))
         with atomic_path(out / "metrics.json") as tmp:
             tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+        curves.write()
         log.info("image fit: %s psnr %.2f dB in %.1f s", field_cfg.encoding, final_psnr, seconds)
         return ImageResult(final_psnr, result.step, seconds, recon_path, ckpt, metrics)

@@ -37,6 +37,7 @@ from ..errors import InputError
 from ..fields.nerf import NerfField
 from .checkpoint import load_checkpoint, save_checkpoint
 from .configs import NerfTrainConfig
+from .curves import RunCurves
 from ..metrics.image import psnr
 from ..pipelines.nerf import NerfModel
 from .loop import NonFiniteGuard, adam, log_interval, lr_schedule, rng_state, run_loop, set_rng_state
@@ -168,6 +169,7 @@ class NerfTrainer:
 
         self.last_t = time.monotonic()
         self.preview = _ProgressView(config, self.run_dir / "progress", views.width) if config.progress_images else None
+        self.curves = RunCurves(self.run_dir, config.steps, title=f"nerf [{Path(config.scene.rstrip('/')).name}]")
 
     def _meta(self) -> dict[str, Any]:
         """The render settings a checkpoint carries (and the live model uses)."""
@@ -241,6 +243,7 @@ class NerfTrainer:
                         {"model": config.model.to_dict(), "train": config.to_dict(), "scene": config.scene},
                         self.model.state_dict(), optimizer=self.optimizer.state_dict(), rng=rng_state(), step=step,
                         meta={"trainer": trainer, **self._meta()})
+        self.curves.write()
 
     def run(self, progress: ProgressFn | None = None) -> NerfTrainResult:
         config, field, grid = self.config, self.model.field, self.model.grid
@@ -248,7 +251,7 @@ class NerfTrainer:
         field.train()
         result = run_loop(self.step, start_step=self.start_step, total_steps=config.steps,
                           time_budget=config.time_budget, save=self.save, checkpoint_every=config.checkpoint_every,
-                          checkpoint_seconds=config.checkpoint_seconds, on_step=progress, guard=self.guard,
+                          checkpoint_seconds=config.checkpoint_seconds, on_step=self.curves.on_step(progress), guard=self.guard,
                           log_every=log_interval(self.device))
         field.eval()
         test_psnr = _test_psnr(config, field, grid, self.step_size) if config.eval_views else None

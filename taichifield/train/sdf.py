@@ -34,7 +34,9 @@ from ..fields.sdf import SDFField, build_sdf_field, canonical_model
 from ..pipelines.sdf import SDFModel, field_device, load_sdf
 from . import losses as L
 from .checkpoint import load_checkpoint, save_checkpoint
+from ..images import write_image
 from .configs import MODEL_DEFAULTS, SDFTrainConfig
+from .curves import RunCurves
 from .loop import LoopResult, NonFiniteGuard, adam, log_interval, lr_schedule, rng_state, run_loop, set_rng_state
 
 __all__ = ["SDFTrainConfig", "SDFModel", "SDFTrainer", "train_sdf", "load_sdf", "MODEL_DEFAULTS", "field_device"]
@@ -197,6 +199,7 @@ def train_sdf(
             cfg.model_options = {k: v for k, v in saved["model_config"].items() if k != "model"}
         cfg.steps = (config or cfg).steps
         cfg.time_budget = (config or cfg).time_budget
+        cfg.progress_images = (config or cfg).progress_images
     _check_config(cfg)
     # never mutate the caller's config; an old model name (relu) is recorded by its registry name
     cfg = replace(cfg, model=canonical_model(cfg.model), model_options=dict(cfg.model_options))
@@ -222,6 +225,7 @@ class SDFTrainer:
     def __init__(self, points: str | os.PathLike[str], out: Path, cfg: SDFTrainConfig,
                  ckpt: dict[str, Any] | None, on_save: Callable[[int, Path], None] | None = None) -> None:
         self.points, self.cfg, self.ckpt_path, self.on_save = points, cfg, out / "ckpt.pt", on_save
+        self.curves = RunCurves(out, cfg.steps, title=f"sdf [{Path(points).name}]")
         torch.manual_seed(cfg.seed)
         data = load_oriented_points(points, n_samples=cfg.n_samples, k_normals=cfg.k_normals, seed=cfg.seed)
         self.norm = Normalization.from_dict(ckpt["meta"]["normalization"]) if ckpt else Normalization.fit(data.points)
@@ -280,13 +284,30 @@ class SDFTrainer:
         conf = asdict(cfg) | {"model_config": self.model.config_dict()}
         save_checkpoint(self.ckpt_path, "sdf", conf, self.model.state_dict(), optimizer=self.opt.state_dict(),
                         rng=rng_state(self.gen), step=step, meta=meta)
-        if self.on_save is not None:
-            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-                self.on_save(step, self.ckpt_path)  # e.g. a preview render must not shift the random stream
+        self.curves.write()
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            # a preview render or a user's hook must not shift the training's random stream
+            if self.cfg.progress_images:
+                self.preview(self.ckpt_path.parent / "progress" / f"step_{step:05d}.png")
+            if self.on_save is not None:
+                self.on_save(step, self.ckpt_path)
+
+    def preview(self, path: Path) -> None:
+        """A 160 px sphere-traced picture of the current surface (``SDFModel.render``)."""
+        was_training = self.model.training
+        try:
+            write_image(path, SDFModel(self.model, self.norm).render(160, 160, azimuth=30.0, elevation=20.0))
+        finally:
+            self.model.train(was_training)
 
     def run(self, on_step: Callable[[int, dict[str, float]], None] | None = None) -> LoopResult:
-        return run_loop(
+        """Train; with ``progress_images`` also render the final surface into ``RUN/preview.png``."""
+        result = run_loop(
             self.step, start_step=self.start, total_steps=self.cfg.steps, time_budget=self.cfg.time_budget,
-            save=self.save, checkpoint_every=self.cfg.checkpoint_every, on_step=on_step, guard=self.guard,
-            log_every=log_interval(self.device),
+            save=self.save, checkpoint_every=self.cfg.checkpoint_every, on_step=self.curves.on_step(on_step),
+            guard=self.guard, log_every=log_interval(self.device),
         )
+        if self.cfg.progress_images:
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+                self.preview(self.ckpt_path.parent / "preview.png")
+        return result
