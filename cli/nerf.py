@@ -166,7 +166,7 @@ def eval_nerf_command(
         try:
             result = evaluate_nerf(ckpt, scene, split, downscale=downscale, limit=limit,
                                    progress=lambda i, n: bar.update(completed=i), scene_progress=scene_bar,
-                                   grid=grid)
+                                   grid_image=grid)
         finally:
             scene_bar.close()
     if as_json:

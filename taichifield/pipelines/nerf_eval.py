@@ -65,12 +65,12 @@ GRID_ROWS = 8
 
 def evaluate_nerf(ckpt: PathArg, scene: str, split: str = "test", *, downscale: int | None = None,
                   limit: int | None = None, progress: ViewProgress | None = None,
-                  scene_progress: SceneProgress | None = None, grid: PathArg | None = None) -> EvalResult:
+                  scene_progress: SceneProgress | None = None, grid_image: PathArg | None = None) -> EvalResult:
     """Render the first ``limit`` views of ``split`` and score them against the ground truth.
 
     Ground truth is composited on the training background (white); PSNR per view is
     averaged (the usual NeRF protocol), SSIM is :func:`taichifield.metrics.image.ssim`.
-    ``downscale`` defaults to the training downscale. ``grid``: also write a PNG with one
+    ``downscale`` defaults to the training downscale. ``grid_image``: also write a PNG with one
     row per view (at most :data:`GRID_ROWS`): ground truth | prediction | error
     (mean absolute RGB error, x4, black = exact).
     """
@@ -84,15 +84,15 @@ def evaluate_nerf(ckpt: PathArg, scene: str, split: str = "test", *, downscale: 
     for i in range(n):
         pred = _render_index(loaded, views, i)
         gt = views.rgb(loaded.background, index=i)
-        if grid is not None and i < GRID_ROWS:
+        if grid_image is not None and i < GRID_ROWS:
             err = ((pred.cpu() - gt.cpu()).abs().mean(-1, keepdim=True) * 4).clamp(0, 1).expand(-1, -1, 3)
             tiles.append(torch.cat([gt.cpu(), pred.cpu(), err], dim=1))
         rows.append({"view": views.file_names[i], "psnr": psnr_images(pred, gt),
                      "ssim": ssim(pred, gt) if min(views.width, views.height) >= 11 else float("nan")})
         if progress is not None:
             progress(i + 1, n)
-    if grid is not None:
-        _write_image(Path(grid), torch.cat(tiles, dim=0))
+    if grid_image is not None:
+        _write_image(Path(grid_image), torch.cat(tiles, dim=0))
     mean = lambda key: sum(float(r[key]) for r in rows) / len(rows)  # noqa: E731
     return EvalResult(split, n, mean("psnr"), mean("ssim"), rows)
 
