@@ -90,7 +90,7 @@ def train_nerf_command(
     scene_bar = _SceneBar(quiet)
     if scene is not None:  # first-use rendering of a procedural scene, before the training bar starts
         from taichifield.data import load_scene
-        from taichifield.data.frames import check_training_views
+        from taichifield.data.loading import check_training_views
         from taichifield.scenes.prepare import prepare_scene
 
         try:

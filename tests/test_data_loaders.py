@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from taichifield.data import load_scene
-from taichifield.data.frames import downscale_images
+from taichifield.data.loading import downscale_images
 from taichifield.errors import InputError
 
 

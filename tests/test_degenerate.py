@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from taichifield.cli.main import app
 from taichifield.data import load_scene
-from taichifield.data.frames import _box_in_view, check_training_views
+from taichifield.data.loading import _box_in_view, check_training_views
 from taichifield.data.points import check_point_set, load_oriented_points
 from taichifield.errors import InputError
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from .frames import check_pose, check_views, downscale_images, read_image, read_json, require, stack_images
+from .loading import check_pose, check_views, downscale_images, read_image, read_json, require, stack_images
 from .views import Views
 
 __all__ = ["load_blender", "BLENDER_AABB", "BLENDER_NEAR", "BLENDER_FAR"]

@@ -33,7 +33,7 @@ import torch
 
 from ..errors import InputError
 from .blender import load_images
-from .frames import check_pose, check_views, downscale_images, read_json, require
+from .loading import check_pose, check_views, downscale_images, read_json, require
 from .views import Views
 
 __all__ = ["load_ngp", "HOLDOUT_EVERY", "NGP_DEFAULT_SCALE"]
