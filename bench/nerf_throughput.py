@@ -264,15 +264,50 @@ def _variant(holder: list[Any], spec: str, others: dict[str, Any]) -> Iterator[N
             yield
         finally:
             trainer.config.cull_samples = saved_c
-    elif spec == "mlp=fused":
+    elif spec in ("mlp=fused", "mlp=compiled"):
         field = trainer.model.field
-        field.forward = _fused_forward(field)  # instance attribute: nn.Module.__call__ finds it first
+        field.forward = _fused_forward(field) if spec == "mlp=fused" else _compiled_forward(field)  # instance attribute: nn.Module.__call__ finds it first
         try:
             yield
         finally:
             del field.forward
     else:
-        raise SystemExit(f"error: --compare: unknown variant {spec!r} (threads=N, target=N, cull=0|1, mlp=fused or log2T=N)")
+        raise SystemExit(f"error: --compare: unknown variant {spec!r} (threads=N, target=N, cull=0|1, mlp=fused|compiled or log2T=N)")
+
+
+_COMPILED: dict[int, Any] = {}
+
+
+def _compiled_forward(field: Any) -> Callable[[Any, Any], Any]:
+    """``NerfField.forward`` with the two MLPs (and the cat, slice, sigmoid between them) under
+    ``torch.compile(dynamic=True)``; the Taichi hash grid and SH ops stay outside the graph.
+    Compiled once per field (the compile time is printed on first use)."""
+    import torch
+
+    from taichifield.fields.nerf import trunc_exp
+
+    if id(field) not in _COMPILED:
+        def head(enc: Any, sh: Any) -> Any:
+            h = field.density_mlp(enc)
+            return h[:, 0], torch.sigmoid(field.color_mlp(torch.cat([sh, h[:, 1:]], dim=-1)))
+
+        compiled = torch.compile(head, dynamic=True)
+        t = time.perf_counter()
+        enc = torch.randn(1000, field.pos_encoding.output_dim, requires_grad=True)
+        logit, rgb = compiled(enc, torch.randn(1000, field.dir_encoding.output_dim))
+        (logit.sum() + rgb.sum()).backward()
+        field.zero_grad(set_to_none=True)
+        print(f"    (torch.compile of the MLP head: {time.perf_counter() - t:.1f} s)", flush=True)
+        _COMPILED[id(field)] = compiled
+    compiled = _COMPILED[id(field)]
+
+    def forward(x: Any, dirs: Any) -> Any:
+        u = field.normalize(x)
+        inside = ((u >= 0) & (u <= 1)).all(dim=-1)
+        logit, rgb = compiled(field.pos_encoding(u.clamp(0, 1)), field.dir_encoding(dirs))
+        return rgb, trunc_exp(logit) * inside.to(logit.dtype)
+
+    return forward
 
 
 def _fused_forward(field: Any) -> Callable[[Any, Any], Any]:
