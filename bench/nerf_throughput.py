@@ -24,6 +24,11 @@ a real run. Every option changed from the defaults is printed next to the result
                                     [--repeats 3] [--target-samples N] [--torch-threads N]
                                     [--log2-table-size N] [--arch cpu] [--json FILE]
 
+Measured here (lego_400 at 400x400, 2 shared cores, OMP_WAIT_POLICY=PASSIVE, load average
+2.2-2.9): ~290 ms/step, 48k samples/step through the field (69k marched), 0.12-0.18 M
+samples/s; the culling pass 32%, hash grid fwd+bwd 33%, MLP fwd+bwd 16% (59 GFLOP/s, the
+sgemm rate at that shape), optimiser 5%, grid update 3%, marching 4%.
+
 Scene: ``--scene``, else ``../shared/data/nerf_synthetic/lego_400`` next to the repository
 (or ``$TAICHIFIELD_LEGO``) at full 400x400 when present, else the procedural ``scenes/lego``.
 """
