@@ -79,7 +79,7 @@ def train_sdf_cmd(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run in RUN (its ckpt.pt, metrics, curves, previews) instead of refusing.")] = False,
     preview: Annotated[bool, typer.Option("--preview/--no-preview", help="Render the current surface with every checkpoint (RUN/progress/step_XXXXX.png) and the final one (RUN/preview.png).")] = True,
     checkpoint_every: Annotated[int, config_option(SDFTrainConfig, "checkpoint_every", "--checkpoint-every", note="(A preview is rendered with each.)")] = SDFTrainConfig.default("checkpoint_every"),
-    threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default); 1 measured best for the small MLPs on 2 cores (README).")] = 1,
+    threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default).")] = 1,
     arch: ArchOption = "auto",
     seed: SeedOption = 0,
     quiet: QuietOption = False,

@@ -79,7 +79,7 @@ class MLPSDFConfig(Config):
     """Geometric-init MLP (``--model mlp``, formerly ``relu``)."""
 
     hidden: int = 128
-    """Width of every hidden layer (128: the best Chamfer per CPU-second measured on the bunny)."""
+    """Width of every hidden layer (chosen with bench/sdf_quality.py; figures in the README)."""
     layers: int = 4
     """Number of hidden layers."""
     activation: str = "softplus"
