@@ -184,3 +184,24 @@ def test_projection_moves_at_most_max_move_and_skips_flat_points():
 def test_projection_bad_argument():
     with pytest.raises(InputError, match="project_steps"):
         extract_mesh(sphere, 16, BOX, project_steps=-1)
+
+
+def test_a_density_blob_between_coarse_corners_is_found_when_the_field_is_no_distance() -> None:
+    """A NeRF-like field (threshold - density): a dense ball of radius 1.5 cells centred between
+    the coarse grid's corners. Its corners all read ``threshold`` far above any distance bound,
+    so the SDF cull would skip its brick; ``distance_field=False`` must still mesh it."""
+    import torch
+
+    from taichifield.geometry.extract import extract_mesh
+
+    R = 65  # cells of 1/32 in [-1, 1]; bricks of 8 cells, corners at multiples of 0.25
+    centre = torch.tensor([0.125, 0.125, 0.125])  # the middle of a brick, 0.2165 from every corner
+    radius = 1.5 / 32
+
+    def density_field(x: torch.Tensor) -> torch.Tensor:
+        sigma = 100.0 * (x - centre.to(x)).norm(dim=-1).lt(radius).float()
+        return 10.0 - sigma  # negative inside, +10 elsewhere
+
+    verts, faces = extract_mesh(density_field, R, ((-1, -1, -1), (1, 1, 1)), distance_field=False)
+    assert len(faces) > 0
+    assert np.abs(np.asarray(verts) - centre.numpy()).max() < radius + 2 / 32

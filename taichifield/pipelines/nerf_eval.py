@@ -160,8 +160,9 @@ def render_orbit(ckpt: PathArg, out: PathArg, *, frames: int = 120, resolution: 
 def mesh_nerf(ckpt: PathArg, out: PathArg, *, resolution: int = 256, threshold: float = 10.0) -> tuple[Path, int, int]:
     """Extract the density isosurface ``sigma = threshold`` with Taichi marching cubes.
 
-    The field ``threshold - sigma`` is negative inside (an SDF-like sign convention), so
-    :func:`taichifield.geometry.extract.extract_mesh` applies as for SDFs.
+    The field ``threshold - sigma`` is negative inside (an SDF-like sign convention); it is
+    no distance, so :func:`taichifield.geometry.extract.extract_mesh` runs with
+    ``distance_field=False`` (a dense blob between two coarse corners is not missed).
 
     Returns:
         (path written, number of vertices, number of faces).
@@ -176,7 +177,7 @@ def mesh_nerf(ckpt: PathArg, out: PathArg, *, resolution: int = 256, threshold: 
         with torch.no_grad():
             return threshold - field.density(x.to(field.aabb.device))
 
-    verts, faces = extract_mesh(fn, resolution, field.aabb.cpu(), level=0.0)
+    verts, faces = extract_mesh(fn, resolution, field.aabb.cpu(), level=0.0, distance_field=False)
     if len(faces) == 0:
         raise InputError(f"{ckpt}: no density above {threshold:g} in the scene box (try a lower --threshold)")
     save_mesh(out, verts, faces)
