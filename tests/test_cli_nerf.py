@@ -156,17 +156,23 @@ def test_mesh_nerf(trained_ball, tmp_path) -> None:  # type: ignore[no-untyped-d
     # --threshold 2: the ball renders opaque through its 1.2-unit chord, which needs sigma * length
     # of about 3 (sigma ~2.5); 2 per unit (86% absorbed per unit) lies between empty space and the
     # interior. The default 10 suits a field trained for thousands of steps, not 100.
-    # --res 48: extract_mesh seeds a density field (no SDF) from brick corners 8 cells apart
-    # (0.51 units here); at most 0.44 from the centre, one of them is inside the ball.
+    # --res 24, an odd size: mesh nerf evaluates every brick of a density field (it is no
+    # distance), so the ball is found even when no coarse brick corner falls inside it.
     out = tmp_path / "m.ply"
-    res = runner.invoke(app, ["mesh", "nerf", str(trained_ball), "--res", "48", "--threshold", "2",
+    res = runner.invoke(app, ["mesh", "nerf", str(trained_ball), "--res", "24", "--threshold", "2",
                               "--out", str(out), "--arch", "cpu"])
     assert res.exit_code == 0, res.output
     verts, faces = load_mesh(out)
-    assert len(faces) > 500 and f"{len(faces)} faces" in res.output
+    assert len(faces) > 100 and f"{len(faces)} faces" in res.output
     assert np.all(np.abs(verts) <= 1.5 + 1e-4)  # inside the scene box
-    # the mesh is the ball: its box is the ball's box (give or take a cell, 0.064, and the
-    # field's blur), and most vertices lie on the sphere
+    # after 100 steps, corners of the box no camera constrains may still hold density above 2
+    # (small floaters): the largest component is the ball; its box is the ball's box (give or
+    # take a cell, 0.13, and the field's blur), and most of its vertices lie on the sphere
+    import trimesh
+
+    ball = max(trimesh.Trimesh(verts, faces, process=True).split(only_watertight=False), key=lambda m: m.area)
+    assert ball.area > 0.5 * sum(m.area for m in trimesh.Trimesh(verts, faces, process=True).split(only_watertight=False))
+    verts = np.asarray(ball.vertices)
     lo, hi = verts.min(0), verts.max(0)
     assert np.all(np.abs(lo - (BALL_CENTER - BALL_RADIUS)) < 0.25), lo
     assert np.all(np.abs(hi - (BALL_CENTER + BALL_RADIUS)) < 0.25), hi

@@ -171,11 +171,16 @@ def mesh_nerf(ckpt: PathArg, out: PathArg, *, resolution: int = 256, threshold: 
     from ..geometry.mesh_io import save_mesh
 
     loaded = load_nerf(ckpt)
-    field = loaded.field
+    field, grid = loaded.field, loaded.grid
+    # density the occupancy grid calls empty is never rendered: the mesh shows what renders
+    occupied = grid.occupied_mask()[0]  # (R, R, R), level 0 covers the field's box
+    lo, hi, R = grid.aabb[0], grid.aabb[1], grid.resolution
 
     def fn(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return threshold - field.density(x.to(field.aabb.device))
+            cell = ((x - lo) / (hi - lo) * R).long().clamp_(0, R - 1)
+            seen = occupied[cell[:, 0], cell[:, 1], cell[:, 2]]
+            return threshold - field.density(x) * seen
 
     verts, faces = extract_mesh(fn, resolution, field.aabb.cpu(), level=0.0, distance_field=False)
     if len(faces) == 0:
