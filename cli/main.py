@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 
-from .apps import app
+# torch's OpenMP threads spin while they wait; on a 2-core machine whose other core is busy
+# that made the NeRF MLPs 1.4-4.6x slower (bench nerf-throughput), at no cost when idle.
+# A command line tool may choose this for its process; the library does not.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from .apps import app  # noqa: E402
 
 # Each module registers its commands on the groups in .apps; missing ones are skipped so
 # a partial checkout still has a working CLI.
