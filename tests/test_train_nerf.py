@@ -42,6 +42,11 @@ def test_training_reduces_loss_and_writes_run(tiny_scene, tmp_path) -> None:
     # a held-out view next to its ground truth with each checkpoint (steps 60 and 120)
     shots = sorted(p.name for p in (tmp_path / "run" / "progress").iterdir())
     assert shots == ["step_00060.png", "step_00120.png"]
+    # the Python API writes the run's curves too, with the held-out view's PSNR at each checkpoint
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    held_out = [(r["step"], r["test_psnr"]) for r in history if "test_psnr" in r]
+    assert [s for s, _ in held_out] == [60.0, 120.0] and held_out[1][1] > held_out[0][1]
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
     import imageio.v3 as iio
     import numpy as np
 

@@ -89,7 +89,8 @@ class NerfTrainConfig(Config):
     """Seconds between periodic checkpoints."""
     progress_images: bool = True
     """With each checkpoint, write ``RUN/progress/step_XXXXX.png``: test view 0 (at most 128 px
-    wide) rendered by the current field, next to its ground truth."""
+    wide) rendered by the current field, next to its ground truth; its PSNR is drawn in
+    ``curves.png`` as ``test_psnr``."""
 
     def __post_init__(self) -> None:
         _positive(steps=self.steps, downscale=self.downscale, lr=self.lr, init_rays=self.init_rays,

@@ -62,11 +62,12 @@ class RunCurves:
 
     Args:
         run_dir: the run folder. steps: the run's total steps (sets the recording interval).
-        title: the picture's title.
+        title: the picture's title. metrics: the stats kept and drawn.
     """
 
-    def __init__(self, run_dir: str | os.PathLike[str], steps: int, title: str = "") -> None:
-        self.run_dir, self.title = Path(run_dir), title
+    def __init__(self, run_dir: str | os.PathLike[str], steps: int, title: str = "",
+                 metrics: tuple[str, ...] = ("loss", "psnr")) -> None:
+        self.run_dir, self.title, self.metrics = Path(run_dir), title, metrics
         self.history = History.for_steps(steps)
 
     def on_step(self, forward: Any = None) -> Any:
@@ -80,7 +81,7 @@ class RunCurves:
         return callback
 
     def write(self) -> Path | None:
-        return write_run_curves(self.run_dir, self.history, title=self.title)
+        return write_run_curves(self.run_dir, self.history, title=self.title, metrics=self.metrics)
 
 
 def write_run_curves(run_dir: str | os.PathLike[str], history: History, title: str = "",

@@ -174,7 +174,8 @@ class NerfTrainer:
 
         self.last_t = time.monotonic()
         self.preview = _ProgressView(config, self.run_dir / "progress", views.width) if config.progress_images else None
-        self.curves = RunCurves(self.run_dir, config.steps, title=f"nerf [{Path(config.scene.rstrip('/')).name}]")
+        self.curves = RunCurves(self.run_dir, config.steps, title=f"nerf [{Path(config.scene.rstrip('/')).name}]",
+                                metrics=("loss", "psnr", "test_psnr"))
 
     def _meta(self) -> dict[str, Any]:
         """The render settings a checkpoint carries (and the live model uses)."""
@@ -241,7 +242,9 @@ class NerfTrainer:
     def save(self, step: int) -> None:
         config = self.config
         if self.preview is not None:
-            self.preview.write(step, self.model.field, self.model.grid, self.step_size)
+            held_out = self.preview.write(step, self.model.field, self.model.grid, self.step_size)
+            if held_out is not None:  # the held-out view's PSNR joins the curves
+                self.curves.history.record(step, {"test_psnr": held_out}, force=True)
         trainer = {"n_rays": self.n_rays, "psnr_ema": float(self.psnr_ema) if self.psnr_ema is not None else 0.0,
                    "lr_scale": self.guard.lr_scale}
         save_checkpoint(self.run_dir / "ckpt.pt", "nerf",
@@ -283,18 +286,20 @@ class _ProgressView:
         self.failed = False
 
     @torch.no_grad()
-    def write(self, step: int, field: NerfField, grid: Any, step_size: float) -> None:
+    def write(self, step: int, field: NerfField, grid: Any, step_size: float) -> float | None:
+        """Write ``step_XXXXX.png``; returns the view's PSNR (None without a test split)."""
         from ..data import load_scene
+        from ..metrics.image import psnr_images
 
         if self.failed:
-            return
+            return None
         if self.views is None:
             try:
                 self.views = load_scene(self.config.scene, "test", self.downscale)
             except InputError as exc:  # e.g. a capture without a test split
                 log.warning("no progress images: %s", exc)
                 self.failed = True
-                return
+                return None
         v = self.views
         was_training = field.training
         field.eval()
@@ -303,6 +308,7 @@ class _ProgressView:
         field.train(was_training)
         gt = v.rgb((1.0, 1.0, 1.0), index=0).reshape(img.shape)
         write_image(self.folder / f"step_{step:05d}.png", torch.cat([gt.cpu(), img.cpu()], dim=1))
+        return psnr_images(img.cpu(), gt.cpu())
 
 
 def _test_psnr(config: NerfTrainConfig, field: NerfField, grid: Any, step_size: float) -> float:
