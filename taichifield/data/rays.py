@@ -67,10 +67,16 @@ def pixels(views: Views, img_idx: torch.Tensor, px: torch.Tensor, py: torch.Tens
     Returns:
         (B, C) float32 in [0, 1] (C = 3 when composited or the images are RGB, else 4).
     """
+    from .. import runtime
+    from ..errors import DeviceError
+
     dev = views.images.device
-    ix = px.to(dev).long().clamp(0, views.width - 1)
-    iy = py.to(dev).long().clamp(0, views.height - 1)
-    val = views.images[img_idx.to(dev).long(), iy, ix].float() / 255.0
+    for t in (img_idx, px, py):  # the one device rule: indices live with the images, nothing is moved
+        if not runtime.same_device(t.device, dev):
+            raise DeviceError(f"pixels: indices are on {t.device}, the images on {dev}")
+    ix = px.long().clamp(0, views.width - 1)
+    iy = py.long().clamp(0, views.height - 1)
+    val = views.images[img_idx.long(), iy, ix].float() / 255.0
     if background is None or val.shape[-1] == 3:
         return val
     bg = torch.as_tensor(background, dtype=torch.float32, device=dev)
