@@ -152,16 +152,16 @@ def log_interval(device: torch.device) -> int:
     return 1 if torch.device(device).type == "cpu" else GPU_LOG_EVERY
 
 
-def lr_schedule(optimizer: torch.optim.Optimizer, factor: Callable[[int], float], guard: NonFiniteGuard,
-                start_step: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
+def lr_schedule(optimizer: torch.optim.Optimizer, base_lr: float, factor: Callable[[int], float],
+                guard: NonFiniteGuard, start_step: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
     """``LambdaLR`` whose factor is ``factor(step) * guard.lr_scale``: the schedule times the
     back-off owned by the guard (nothing infers the back-off from the optimiser's lr).
 
-    The base lr is each group's ``initial_lr`` (set it before a resume, else the current lr);
-    the optimiser's lr is set for ``start_step``. Call ``scheduler.step()`` after each
-    optimiser step."""
+    Every group's base is ``base_lr`` (the configured lr, also after a resume, whose optimiser
+    state holds a decayed one); the optimiser's lr is set for ``start_step``. Call
+    ``scheduler.step()`` after each optimiser step."""
     for group in optimizer.param_groups:
-        group.setdefault("initial_lr", group["lr"])
+        group["initial_lr"] = float(base_lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor(step) * guard.lr_scale,
                                                   last_epoch=-1)
     scheduler.last_epoch = start_step

@@ -166,11 +166,9 @@ class NerfTrainer:
             # version 1 stored the backed-off base lr instead of the scale
             lr_scale = float(trainer.get("lr_scale", float(trainer.get("base_lr", config.lr)) / config.lr))
             self.start_step = int(ckpt["step"])
-        for group in self.optimizer.param_groups:
-            group["initial_lr"] = config.lr
         self.guard = NonFiniteGuard(self.optimizer, lr_scale=lr_scale)
-        self.scheduler = lr_schedule(self.optimizer, lambda step: _lr_factor(step, config.steps, config.lr_decay),
-                                      self.guard, self.start_step)
+        self.scheduler = lr_schedule(self.optimizer, config.lr, lambda step: _lr_factor(step, config.steps, config.lr_decay),
+                                     self.guard, self.start_step)
 
         self.last_t = time.monotonic()
         self.preview = _ProgressView(config, self.run_dir / "progress", views.width) if config.progress_images else None
