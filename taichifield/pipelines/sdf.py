@@ -44,7 +44,8 @@ class SDFModel(nn.Module):
     Both take and return tensors on :attr:`device`.
 
     Args:
-        field: the network, trained in the normalised cube ``[-1, 1]^3``.
+        field: the network, trained in the normalised cube ``[-1, 1]^3`` (its train/eval mode
+            is left as given; :meth:`load` returns it in eval mode).
         normalization: input -> cube (``(x - center) / scale``).
         config: the checkpoint's config. step: training steps done.
     """
@@ -52,7 +53,7 @@ class SDFModel(nn.Module):
     def __init__(self, field: SDFField, normalization: Normalization, config: dict[str, Any] | None = None,
                  step: int = 0) -> None:
         super().__init__()
-        self.field = field.eval()
+        self.field = field
         self.normalization = normalization
         self.config = config or {}
         self.step = step
@@ -80,7 +81,7 @@ class SDFModel(nn.Module):
             norm = Normalization.from_dict(ckpt["meta"]["normalization"])
         except (KeyError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f"{path}: SDF checkpoint does not match its config ({str(exc).splitlines()[0][:120]})") from None
-        return cls(field, norm, cfg, int(ckpt["step"]))
+        return cls(field.eval(), norm, cfg, int(ckpt["step"]))
 
     @property
     def device(self) -> torch.device:

@@ -249,11 +249,9 @@ class SDFTrainer:
             set_rng_state(ckpt.get("rng"), self.gen)
             self.start, self.elapsed0 = int(ckpt["step"]), float(ckpt["meta"].get("train_seconds", 0.0))
             lr_scale = float(ckpt["meta"].get("lr_scale", 1.0))
-        for group in self.opt.param_groups:  # the schedule's base is the configured lr, not a resumed one
-            group["initial_lr"] = float(cfg.lr)  # type: ignore[arg-type]
         self.guard = NonFiniteGuard(self.opt, lr_scale=lr_scale)
         self.t0 = time.monotonic()
-        self.scheduler = lr_schedule(self.opt, self.lr_factor, self.guard, self.start)
+        self.scheduler = lr_schedule(self.opt, float(cfg.lr), self.lr_factor, self.guard, self.start)  # type: ignore[arg-type]
 
         self.loss_fn = _loss_fn(self.model, self.sampler, cfg, self.gen)
 
@@ -285,20 +283,21 @@ class SDFTrainer:
         save_checkpoint(self.ckpt_path, "sdf", conf, self.model.state_dict(), optimizer=self.opt.state_dict(),
                         rng=rng_state(self.gen), step=step, meta=meta)
         self.curves.write()
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            # a preview render or a user's hook must not shift the training's random stream
-            if self.cfg.progress_images:
-                self.preview(self.ckpt_path.parent / "progress" / f"step_{step:05d}.png")
-            if self.on_save is not None:
+        if self.cfg.progress_images:
+            self.preview(self.ckpt_path.parent / "progress" / f"step_{step:05d}.png")
+        if self.on_save is not None:
+            with self._rng_aside():
                 self.on_save(step, self.ckpt_path)
 
+    def _rng_aside(self) -> Any:
+        """A preview render or a user's hook runs here: it cannot shift the training's random stream."""
+        return torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [])
+
     def preview(self, path: Path) -> None:
-        """A 160 px sphere-traced picture of the current surface (``SDFModel.render``)."""
-        was_training = self.model.training
-        try:
+        """A 160 px sphere-traced picture of the current surface (``SDFModel.render``, which
+        leaves the field's train/eval mode as it found it)."""
+        with self._rng_aside():
             write_image(path, SDFModel(self.model, self.norm).render(160, 160, azimuth=30.0, elevation=20.0))
-        finally:
-            self.model.train(was_training)
 
     def run(self, on_step: Callable[[int, dict[str, float]], None] | None = None) -> LoopResult:
         """Train; with ``progress_images`` also render the final surface into ``RUN/preview.png``."""
@@ -308,6 +307,5 @@ class SDFTrainer:
             guard=self.guard, log_every=log_interval(self.device),
         )
         if self.cfg.progress_images:
-            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-                self.preview(self.ckpt_path.parent / "preview.png")
+            self.preview(self.ckpt_path.parent / "preview.png")
         return result
