@@ -190,6 +190,12 @@ def _march(rays_o: ti.types.ndarray(), rays_d: ti.types.ndarray(), near: ti.type
             counts[r] = n
 
 
+def _box_and_step(aabb: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """The kernels' box ``[centre, half extent]`` (6,) and the default marching step
+    ``|diagonal| / 1024`` of a (2, 3) level-0 box."""
+    return torch.cat([(aabb[0] + aabb[1]) / 2, (aabb[1] - aabb[0]) / 2]), float((aabb[1] - aabb[0]).norm()) / 1024.0
+
+
 def _per_ray(value: Bound, n: int, device: torch.device) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         v = value.to(device=device, dtype=torch.float32).reshape(-1)
@@ -241,13 +247,13 @@ class OccupancyGrid(nn.Module):
         self.resolution, self.n_levels = int(resolution), int(n_levels)
         self.density_threshold, self.ema_decay = float(density_threshold), float(ema_decay)
         self.n_cells = self.n_levels * self.resolution ** 3
-        self.step_size = float((aabb[1] - aabb[0]).norm()) / 1024.0
+        box, self.step_size = _box_and_step(aabb)
         self.register_buffer("density", torch.zeros(self.n_cells, dtype=torch.float32, device=dev))
         self.register_buffer("bits", torch.full(((self.n_cells + 31) // 32,), -1, dtype=torch.int32, device=dev))
         self.register_buffer("aabb", aabb.to(dev))
         self.register_buffer("config", torch.tensor([self.resolution, self.n_levels], dtype=torch.int64, device=dev))
         self.register_buffer("params", torch.tensor([self.density_threshold, self.ema_decay], dtype=torch.float64, device=dev))
-        self.register_buffer("_box", torch.cat([(aabb[0] + aabb[1]) / 2, (aabb[1] - aabb[0]) / 2]).to(dev), persistent=False)
+        self.register_buffer("_box", box.to(dev), persistent=False)
 
     @classmethod
     def covering(cls, aabb: torch.Tensor, n_levels: int = 1, **kwargs: float) -> "OccupancyGrid":
@@ -399,9 +405,8 @@ class OccupancyGrid(nn.Module):
                                   f"this grid has {self.n_levels} of {self.resolution}^3")
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
-        aabb = self.aabb.detach()
-        self._box.copy_(torch.cat([(aabb[0] + aabb[1]) / 2, (aabb[1] - aabb[0]) / 2]))
-        self.step_size = float((aabb[1] - aabb[0]).norm()) / 1024.0
+        box, self.step_size = _box_and_step(self.aabb.detach())
+        self._box.copy_(box)
         self.density_threshold, self.ema_decay = (float(v) for v in self.params.tolist())
 
     def __repr__(self) -> str:
