@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from taichifield.cli.main import app
+from tiny_scenes import lego_scene
 
 runner = CliRunner()
 
@@ -18,10 +19,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):  # type: ignore[no-untyped-def]
     root = tmp_path_factory.mktemp("cli_nerf")
-    scene = root / "scene"
-    scene.mkdir()
-    (scene / "scene.json").write_text(json.dumps(
-        {"generator": "lego", "resolution": 16, "supersample": 1, "splits": {"train": 6, "val": 1, "test": 3}}))
+    scene = Path(lego_scene(root / "scene", 16, train=6, test=3))
     run = root / "run"
     res = runner.invoke(app, ["train", "nerf", str(scene), "--out", str(run), "--steps", "6", "--arch", "cpu",
                               "--log2-table-size", "12", "--target-samples", "4096", "--quiet"])

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
 import torch
@@ -19,6 +18,7 @@ import torch
 from taichifield import runtime
 from taichifield.errors import DeviceError
 from sync_counter import CountHostSyncs
+from tiny_scenes import lego_scene
 
 INDEXED = torch.device("cpu", 0)
 
@@ -72,13 +72,7 @@ def test_hash_grid_on_an_indexed_device(indexed_runtime: torch.device) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_scene(tmp_path_factory):  # type: ignore[no-untyped-def]
-    from taichifield.scenes.prepare import prepare_scene
-
-    folder = tmp_path_factory.mktemp("lego_device")
-    (folder / "scene.json").write_text(json.dumps(
-        {"generator": "lego", "resolution": 16, "supersample": 1, "splits": {"train": 6, "val": 1, "test": 1}}))
-    prepare_scene(folder)
-    return str(folder)
+    return lego_scene(tmp_path_factory.mktemp("lego_device"), 16, train=6, test=1, render=("train", "val", "test"))
 
 
 def _nerf_config(scene: str, out, steps: int, **kw):  # type: ignore[no-untyped-def]

@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from taichifield.cli.main import app
+from tiny_scenes import lego_scene
 
 runner = CliRunner()
 
@@ -27,13 +28,7 @@ def _ok(args: list[str]) -> str:
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory) -> str:  # type: ignore[no-untyped-def]
-    from taichifield.scenes.prepare import prepare_scene
-
-    folder = tmp_path_factory.mktemp("lego_e2e")
-    (folder / "scene.json").write_text(json.dumps(
-        {"generator": "lego", "resolution": 16, "supersample": 1, "splits": {"train": 8, "val": 1, "test": 2}}))
-    prepare_scene(folder, splits=["train", "test"])
-    return str(folder)
+    return lego_scene(tmp_path_factory.mktemp("lego_e2e"), 16, train=8, test=2, render=("train", "test"))
 
 
 def _steps(ckpt: Path) -> int:

@@ -26,6 +26,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from taichifield.cli.main import app
+from tiny_scenes import lego_scene
 from taichifield.runfolder import LOCK_NAME, RunLock, claim_run_dir
 from taichifield.train.checkpoint import save_checkpoint
 
@@ -80,11 +81,7 @@ def sdf_run(ball: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def lego(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny procedural scene (rendered on first use by the command)."""
-    scene = tmp_path_factory.mktemp("lego") / "scene"
-    scene.mkdir()
-    (scene / "scene.json").write_text(json.dumps(
-        {"generator": "lego", "resolution": 12, "supersample": 1, "splits": {"train": 4, "val": 1, "test": 1}}))
-    return scene
+    return Path(lego_scene(tmp_path_factory.mktemp("lego") / "scene", 12, train=4, test=1))
 
 
 NERF_FAST = ["--steps", 2, "--target-samples", 512, "--log2-table-size", 10, "--arch", "cpu", "-q"]

@@ -13,19 +13,14 @@ from taichifield.fields.nerf import NerfConfig
 from taichifield.train.nerf import NerfTrainConfig, run_train_nerf
 from taichifield.pipelines.nerf_render import load_nerf, render_view
 from taichifield.metrics.image import psnr_images, ssim
+from tiny_scenes import lego_scene
 
 TINY_MODEL = NerfConfig(n_levels=4, log2_table_size=12, max_resolution=128)
 
 
 @pytest.fixture(scope="module")
 def tiny_scene(tmp_path_factory):  # type: ignore[no-untyped-def]
-    from taichifield.scenes.prepare import prepare_scene
-
-    folder = tmp_path_factory.mktemp("lego_tiny")
-    (folder / "scene.json").write_text(json.dumps(
-        {"generator": "lego", "resolution": 24, "supersample": 1, "splits": {"train": 12, "val": 1, "test": 2}}))
-    prepare_scene(folder)
-    return str(folder)
+    return lego_scene(tmp_path_factory.mktemp("lego_tiny"), 24, train=12, test=2, render=("train", "val", "test"))
 
 
 def _config(scene: str, out, steps: int, **kw) -> NerfTrainConfig:  # type: ignore[no-untyped-def]
