@@ -16,6 +16,8 @@ from typing import Annotated, Any, Callable, TypeVar
 
 import typer
 
+from taichifield.config import check_positive  # noqa: F401  (re-exported for the commands)
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 ArchOption = Annotated[
@@ -209,21 +211,6 @@ def cli_command(fn: F) -> F:
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def check_positive(**options: float | None) -> None:
-    """Refuse option values that are not positive finite numbers (None means "not given").
-
-    Example: ``check_positive(steps=steps, time_budget=time_budget)`` raises
-    ``InputError("--time-budget must be a positive number, got -1.0")``.
-    """
-    import math
-
-    from taichifield.errors import InputError
-
-    for name, value in options.items():
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise InputError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
 
 
 def start_runtime(arch: str, seed: int | None = None) -> str:

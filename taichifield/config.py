@@ -25,7 +25,7 @@ import typing
 from functools import lru_cache
 from typing import Any, TypeVar
 
-__all__ = ["Config"]
+__all__ = ["Config", "check_positive"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,22 @@ def _class_docs(cls: type) -> dict[str, str]:
                 and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
             docs[node.target.id] = " ".join(nxt.value.value.split())
     return docs
+
+
+def check_positive(**options: float | None) -> None:
+    """Refuse option values that are not positive finite numbers (None means "not given");
+    the message names the option as the CLI spells it.
+
+    Example: ``check_positive(steps=steps, time_budget=time_budget)`` raises
+    ``InputError("--time-budget must be a positive number, got -1.0")``.
+    """
+    import math
+
+    from .errors import InputError
+
+    for name, value in options.items():
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise InputError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
 
 
 class Config:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..config import Config
+from ..config import Config, check_positive as _positive
 from ..errors import InputError
 from ..fields.configs import SDF_MODEL_NAMES, ImageFieldConfig, NerfConfig, canonical_model
 
@@ -19,12 +19,6 @@ __all__ = ["NerfTrainConfig", "SDFTrainConfig", "ImageTrainConfig", "MODEL_DEFAU
 
 LOSSES = ("igr", "siren", "deepsdf", "occupancy")
 """The SDF losses of :mod:`taichifield.train.losses`."""
-
-
-def _positive(**values: float | None) -> None:
-    for name, value in values.items():
-        if value is not None and not value > 0:
-            raise InputError(f"--{name.replace('_', '-')} must be positive, not {value}")
 
 
 def _not_negative(**values: float | None) -> None:
