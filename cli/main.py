@@ -15,7 +15,7 @@ from .apps import app  # noqa: E402
 
 # Each module registers its commands on the groups in .apps; missing ones are skipped so
 # a partial checkout still has a working CLI.
-_COMMAND_MODULES = ("image", "nerf", "sdf", "geometry", "view", "bench")
+_COMMAND_MODULES = ("image", "nerf", "sdf", "neus", "geometry", "scene", "poses", "view", "bench")
 
 
 def _register() -> None:
