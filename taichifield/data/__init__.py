@@ -3,7 +3,8 @@
 ``load_scene(path, split)`` reads either format:
 
 * a folder with ``transforms_{split}.json`` -> Blender / NeRF-synthetic (:func:`load_blender`);
-* a ``transforms.json`` file, or a folder holding one -> instant-ngp (:func:`load_ngp`).
+* a ``transforms.json`` file, or a folder holding one -> instant-ngp (:func:`load_ngp`);
+* a folder with a COLMAP model (``sparse/0/cameras.bin|txt`` ...) and ``images/`` -> :func:`load_colmap`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from typing import Sequence
 
 from ..errors import InputError
 from .blender import load_blender
+from .colmap_scene import is_colmap_scene, load_colmap
 from .ngp import load_ngp
 from .rays import all_rays, generate_rays, pixels
 from .views import Views
 
-__all__ = ["Views", "load_scene", "load_blender", "load_ngp", "generate_rays", "all_rays", "pixels"]
+__all__ = ["Views", "load_scene", "load_blender", "load_ngp", "load_colmap", "generate_rays", "all_rays", "pixels"]
 
 
 def load_scene(path: str | Path, split: str = "train", downscale: int = 1,
@@ -57,6 +59,8 @@ def load_scene(path: str | Path, split: str = "train", downscale: int = 1,
         return load_blender(p, split, k, bg)
     if (p / "transforms.json").is_file():
         return load_ngp(p, split, k, bg)
+    if is_colmap_scene(p):
+        return load_colmap(p, split, k, bg)
     if list(p.glob("transforms_*.json")):
         raise InputError(f"{p}: no transforms_{split}.json (Blender scene without a {split!r} split)")
-    raise InputError(f"{p}: not a scene (no transforms_{split}.json or transforms.json)")
+    raise InputError(f"{p}: not a scene (no transforms_{split}.json, transforms.json or COLMAP sparse/0)")

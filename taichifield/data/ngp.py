@@ -173,7 +173,8 @@ def load_ngp(path: str | Path, split: str = "train", downscale: int = 1,
         background=tuple(float(b) for b in background),  # type: ignore[arg-type]
         distortion=distortion, source=str(path),  # type: ignore[arg-type]
         meta={"format": "ngp", "split": split, "downscale": k, "frame_indices": chosen,
-              "aabb_scale": _float(data, "aabb_scale", path, 1.0)},
+              "aabb_scale": _float(data, "aabb_scale", path, 1.0),
+              "normalization": data.get("normalization")},  # capture similarity (taichifield poses)
     )
     check_views(views, path)
     return views
