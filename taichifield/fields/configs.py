@@ -17,6 +17,7 @@ from ..errors import InputError
 
 __all__ = [
     "NerfConfig",
+    "NeuSConfig",
     "MLPSDFConfig",
     "SirenSDFConfig",
     "HashGridSDFConfig",
@@ -70,6 +71,43 @@ class NerfConfig(HashGridConfig):
             raise InputError(f"--encoding {self.encoding!r}: choose hashgrid or frequency")
         if self.mlp not in ("fused", "torch"):
             raise InputError(f"mlp {self.mlp!r}: choose fused or torch")
+        if self.implementation not in ("taichi", "torch"):
+            raise InputError(f"implementation {self.implementation!r}: choose taichi or torch")
+
+
+@dataclass
+class NeuSConfig(HashGridConfig):
+    """Architecture of :class:`~taichifield.fields.neus.NeuSField` (stored in checkpoints): an SDF
+    hash grid + geometric-init MLP with a feature output, a colour MLP and NeuS's learned sharpness."""
+
+    log2_table_size: int = 17
+    """log2 of the entries per level T."""
+    max_resolution: int = 1024
+    """Finest grid resolution over the scene box (sets the finest finite-difference step)."""
+    hidden: int = 64
+    """Width of the SDF and colour MLPs."""
+    sdf_layers: int = 1
+    """Hidden layers of the SDF MLP (Softplus beta=100, geometric init)."""
+    color_layers: int = 2
+    """Hidden layers of the colour MLP."""
+    feature_dim: int = 15
+    """SDF feature passed to the colour MLP."""
+    sh_degree: int = 4
+    """Spherical-harmonics bands of the view direction."""
+    radius: float = 0.5
+    """Radius of the initial sphere, as a fraction of the scene box's half side."""
+    init_variance: float = 0.3
+    """Initial NeuS variance v; the sharpness is inv_s = exp(10 v)."""
+    implementation: Literal["taichi", "torch"] = "taichi"
+    """Encoding kernels: Taichi, or the pure-torch references."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("hidden", "sdf_layers", "feature_dim"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if not 0 < self.radius < 1:
+            raise InputError(f"radius must be in (0, 1), not {self.radius}")
         if self.implementation not in ("taichi", "torch"):
             raise InputError(f"implementation {self.implementation!r}: choose taichi or torch")
 

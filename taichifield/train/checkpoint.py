@@ -5,7 +5,7 @@ Schema (a plain dict of primitives and tensors)::
     {
       "format": "taichifield",
       "version": 2,                 # FORMAT_VERSION; newer versions are refused, older ones read
-      "kind": "nerf" | "sdf" | "image",
+      "kind": "nerf" | "sdf" | "image" | "neus",
       "config": {...},              # JSON-able dict (dataclasses.asdict of the run config)
       "state": {name: tensor},      # the model's state_dict (NeRF: field.* and grid.*)
       "optimizer": {...} | None,    # optimizer.state_dict()
@@ -35,7 +35,7 @@ from ..errors import CheckpointError
 __all__ = ["FORMAT_VERSION", "save_checkpoint", "load_checkpoint"]
 
 FORMAT_VERSION = 2
-KINDS = ("nerf", "sdf", "image")
+KINDS = ("nerf", "sdf", "image", "neus")
 
 
 def save_checkpoint(
