@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 from ..config import Config, check_positive as _positive
 from ..errors import InputError
-from ..fields.configs import SDF_MODEL_NAMES, ImageFieldConfig, NerfConfig, canonical_model
+from ..fields.configs import SDF_MODEL_NAMES, ImageFieldConfig, NerfConfig, NeuSConfig, canonical_model
 
-__all__ = ["NerfTrainConfig", "SDFTrainConfig", "ImageTrainConfig", "MODEL_DEFAULTS", "DEFAULT_LR", "LOSSES"]
+__all__ = ["NerfTrainConfig", "NeuSTrainConfig", "SDFTrainConfig", "ImageTrainConfig", "MODEL_DEFAULTS", "DEFAULT_LR", "LOSSES"]
 
 LOSSES = ("igr", "siren", "deepsdf", "occupancy")
 """The SDF losses of :mod:`taichifield.train.losses`."""
@@ -94,6 +94,81 @@ class NerfTrainConfig(Config):
         if self.loss not in ("mse", "huber"):
             raise InputError(f"--loss {self.loss!r}: choose mse or huber")
 
+
+
+@dataclass
+class NeuSTrainConfig(Config):
+    """Everything a NeuS run needs (stored in the checkpoint; ``--resume`` reuses it). The
+    recipe is instant-nsr-pl's (hash-grid NeuS with an occupancy grid), scaled to the CPU."""
+
+    scene: str
+    """Scene folder (Blender or instant-ngp format, or a procedural ``scene.json`` folder)."""
+    out: str | None = None
+    """Run folder (``ckpt.pt``, ``metrics.json``); default ``runs/neus-<scene>-<timestamp>``."""
+    steps: int = 20000
+    """Total optimisation steps."""
+    time_budget: float | None = None
+    """Stop (and save) after this many seconds of training."""
+    downscale: int = 1
+    """Integer image downscale factor."""
+    seed: int = 0
+    """Seed of the torch RNG (rays, backgrounds, grid updates)."""
+    model: NeuSConfig = field(default_factory=NeuSConfig)
+    """Field architecture."""
+    lr: float = 1e-2
+    """Adam learning rate of the hash grid and MLPs (instant-nsr-pl)."""
+    variance_lr: float = 1e-3
+    """Adam learning rate of NeuS's variance (instant-nsr-pl)."""
+    betas: tuple[float, float] = (0.9, 0.99)
+    """Adam betas."""
+    eps: float = 1e-15
+    """Adam epsilon."""
+    warmup_steps: int = 200
+    """Linear learning-rate warm-up steps; then exponential decay to 0.1x at the last step."""
+    eikonal_weight: float = 0.1
+    """Weight of the eikonal term mean((|grad sdf| - 1)^2) over the rendered samples (NeuS: 0.1)."""
+    cos_anneal_steps: int = 500
+    """NeuS's cos annealing: the ratio r grows linearly from 0 to 1 over these steps (0: r = 1 throughout)."""
+    fd_step_start: float = 16.0
+    """Neuralangelo's coarse-to-fine numerical gradient: the finite-difference step starts at this
+    many finest-level cells and shrinks geometrically to one cell by ``fd_anneal_fraction`` of the run."""
+    fd_anneal_fraction: float = 0.5
+    """Fraction of ``steps`` after which the finite-difference step is one finest-level cell."""
+    target_samples: int | None = None
+    """Samples per step (the batch budget); None: 2^18 on CUDA, 2^15 on the CPU."""
+    init_rays: int = 256
+    """Rays in the first step (then adapted to ``target_samples``)."""
+    max_rays: int = 1 << 14
+    """Upper bound on rays per step."""
+    stratified_samples: int = 64
+    """Samples per ray across the scene box before the occupancy grid is built."""
+    grid_start: int = 16
+    """First step at which the occupancy grid is built from the SDF (stratified sampling before)."""
+    grid_resolution: int | None = None
+    """Occupancy grid cells per side; None: 128 on CUDA, 64 on the CPU."""
+    render_steps: int = 512
+    """Marching step = longest box side * sqrt(3) / render_steps."""
+    random_background: bool = True
+    """Composite RGBA training images on a random colour per ray (else white)."""
+    eval_views: int = 4
+    """Test views rendered at the end for ``metrics.json`` (0: skip)."""
+    checkpoint_every: int = 1000
+    """Steps between periodic checkpoints."""
+    checkpoint_seconds: float = 120.0
+    """Seconds between periodic checkpoints."""
+    progress_images: bool = True
+    """With each checkpoint, write ``RUN/progress/step_XXXXX.png``: test view 0 (at most 128 px
+    wide), ground truth | colour | normals; its PSNR is drawn in ``curves.png`` as ``test_psnr``."""
+
+    def __post_init__(self) -> None:
+        _positive(steps=self.steps, downscale=self.downscale, lr=self.lr, variance_lr=self.variance_lr,
+                  init_rays=self.init_rays, max_rays=self.max_rays, render_steps=self.render_steps,
+                  target_samples=self.target_samples, grid_resolution=self.grid_resolution,
+                  stratified_samples=self.stratified_samples, fd_step_start=self.fd_step_start)
+        _not_negative(time_budget=self.time_budget, eval_views=self.eval_views, eikonal_weight=self.eikonal_weight,
+                      cos_anneal_steps=self.cos_anneal_steps, warmup_steps=self.warmup_steps)
+        if not 0 < self.fd_anneal_fraction <= 1:
+            raise InputError(f"fd_anneal_fraction must be in (0, 1], not {self.fd_anneal_fraction}")
 
 
 #: per-model values of the ``SDFTrainConfig`` (per registry name) fields left at None (measured on the bunny,
