@@ -1,4 +1,4 @@
-"""Triangle-mesh files: PLY (ascii and binary), OBJ and OFF readers; PLY/OBJ writers.
+"""Triangle-mesh files: PLY (ascii and binary), OBJ and OFF readers; PLY/OBJ writers (with vertex colours).
 
 Small numpy readers and writers, so reading a mesh needs neither Open3D nor trimesh.
 Polygons are fan-triangulated on load. :func:`read_mesh_data` is the one parser: it
@@ -25,7 +25,7 @@ import numpy as np
 from ..atomic import atomic_path
 from ..errors import InputError
 
-__all__ = ["load_mesh", "read_mesh_data", "save_mesh", "MESH_SUFFIXES"]
+__all__ = ["load_mesh", "read_mesh_data", "read_vertex_colors", "save_mesh", "MESH_SUFFIXES"]
 
 MESH_SUFFIXES = (".ply", ".obj", ".off")
 
@@ -141,7 +141,8 @@ def _ply_ascii_element(lines: list[bytes], props: list[tuple]) -> dict[str, Any]
     return out
 
 
-_Arrays = tuple[np.ndarray, np.ndarray | None, np.ndarray | None]  # vertices, normals, faces
+_Arrays = tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]  # vertices, normals, faces, colours
+_RGB = ("red", "green", "blue")
 
 
 def _load_ply(path: Path) -> _Arrays:
@@ -168,15 +169,20 @@ def _load_ply(path: Path) -> _Arrays:
     n = None
     if all(k in vert for k in ("nx", "ny", "nz")):
         n = np.stack([np.asarray(vert[k], dtype=np.float64) for k in ("nx", "ny", "nz")], axis=1)
+    c = None
+    if all(k in vert for k in _RGB):  # integer channels (uchar) scale by their maximum, floats are [0, 1]
+        kind = dict(p[:2] for p in next(e[2] for e in elements if e[0] == "vertex"))["red"]
+        scale = float(np.iinfo(kind).max) if np.dtype(kind).kind in "iu" else 1.0
+        c = np.stack([np.asarray(vert[k], dtype=np.float64) for k in _RGB], axis=1) / scale
     face = data.get("face", {})
     idx = face.get("vertex_indices", face.get("vertex_index"))
     if idx is None:
-        return v, n, None
+        return v, n, None, c
     if isinstance(idx, np.ndarray) and idx.ndim == 2:
         f = idx.astype(np.int64) if idx.shape[1] == 3 else _fan(idx.tolist(), str(path))
     else:
         f = _fan([list(p) for p in idx], str(path))
-    return v, n, f
+    return v, n, f, c
 
 
 # ----------------------------------------------------------------------- OBJ / OFF
@@ -193,17 +199,22 @@ def _load_obj(path: Path) -> _Arrays:
             elif line.startswith(b"f "):
                 ids = [int(t.split(b"/")[0]) for t in line[2:].split()]
                 polys.append([i - 1 if i > 0 else len(verts) + i for i in ids])
+    rows = [row.split() for row in verts]
     try:
-        v = np.array([row.split()[:3] for row in verts], dtype=np.float64) if verts else np.zeros((0, 3))
+        v = np.array([row[:3] for row in rows], dtype=np.float64) if verts else np.zeros((0, 3))
     except ValueError:
         raise InputError(f"{path}: malformed 'v' line (need three numbers)") from None
+    c = None  # the common 'v x y z r g b' extension; values above 1 are read as 0..255
+    if rows and all(len(row) >= 6 for row in rows):
+        c = np.array([row[3:6] for row in rows], dtype=np.float64)
+        c = c / 255.0 if c.max() > 1.0 else c
     n = None
     if vnorms and len(vnorms) == len(verts):  # only normals that map one-to-one onto the vertices
         try:
             n = np.array([row.split()[:3] for row in vnorms], dtype=np.float64)
         except ValueError:
             raise InputError(f"{path}: malformed 'vn' line (need three numbers)") from None
-    return v, n, _fan(polys, str(path)) if polys else None
+    return v, n, _fan(polys, str(path)) if polys else None, c
 
 
 def _load_off(path: Path) -> _Arrays:
@@ -220,12 +231,12 @@ def _load_off(path: Path) -> _Arrays:
     v = np.array([ln.split()[:3] for ln in body[:nv]], dtype=np.float64).reshape(nv, 3)
     face_tok = [ln.split() for ln in body[nv:nv + nf]]
     if not face_tok:
-        return v, None, None
+        return v, None, None, None
     if all(len(t) >= 4 and t[0] == b"3" for t in face_tok):
         f = np.array([t[1:4] for t in face_tok], dtype=np.int64)
     else:
         f = _fan([[int(x) for x in t[1:1 + int(t[0])]] for t in face_tok], str(path))
-    return v, None, f
+    return v, None, f, None
 
 
 def read_mesh_data(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -247,7 +258,18 @@ def read_mesh_data(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray
         InputError: missing file, unknown extension, malformed/truncated content; the
             message names the file.
     """
-    p = Path(path)
+    v, n, f, _ = _read(Path(path))
+    return v, n, f
+
+
+def read_vertex_colors(path: str | os.PathLike[str]) -> np.ndarray | None:
+    """Vertex colours (V, 3) float64 in [0, 1] of a PLY (``red green blue`` vertex properties;
+    uchar scaled by 1/255) or OBJ (``v x y z r g b`` lines), or None when the file has none
+    (OFF: always None). Errors as :func:`read_mesh_data`."""
+    return _read(Path(path))[3]
+
+
+def _read(p: Path) -> _Arrays:
     if not p.is_file():
         raise InputError(f"{p}: no such file")
     suffix = p.suffix.lower()
@@ -255,7 +277,7 @@ def read_mesh_data(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray
     if suffix not in readers:
         raise InputError(f"{p}: unknown mesh format {suffix or '(none)'!r}; use {', '.join(MESH_SUFFIXES)}")
     try:
-        v, n, f = readers[suffix](p)
+        v, n, f, c = readers[suffix](p)
     except InputError:
         raise
     except (ValueError, IndexError, TypeError, KeyError, UnicodeDecodeError, OverflowError, EOFError) as exc:
@@ -265,7 +287,9 @@ def read_mesh_data(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray
         raise InputError(f"{p}: cannot read ({exc.strerror or exc})") from None
     if f is not None and len(f) == 0:
         f = None
-    return v, n, f
+    if c is not None and (c.shape != v.shape or not np.all(np.isfinite(c))):
+        c = None  # colours that do not map one-to-one onto the vertices are dropped
+    return v, n, f, c
 
 
 def load_mesh(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -323,7 +347,7 @@ def _write_obj(tmp: Path, v: np.ndarray, f: np.ndarray, n: np.ndarray | None, c:
         fh.write("# written by taichifield\n")
         if c is not None:
             cf = _colors_u8(c)[:, :3].astype(np.float64) / 255.0
-            np.savetxt(fh, np.hstack([v, cf]), fmt="v %.7g %.7g %.7g %.4g %.4g %.4g")
+            np.savetxt(fh, np.hstack([v, cf]), fmt="v %.7g %.7g %.7g %.6g %.6g %.6g")
         else:
             np.savetxt(fh, v, fmt="v %.7g %.7g %.7g")
         if n is not None:
