@@ -179,8 +179,8 @@ def eval_nerf_command(
 @render_app.command("nerf")
 @cli_command
 def render_nerf_command(
-    ckpt: Annotated[Path, typer.Argument(help="NeRF checkpoint (RUN/ckpt.pt or RUN).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for split frames; video file (.mp4 or .gif) with --orbit.")],
+    ckpt: Annotated[Optional[Path], typer.Argument(help="NeRF checkpoint (RUN/ckpt.pt or RUN); not needed with --path-from-train.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for split frames; video file (.mp4 or .gif) with --orbit or --path; .json with --path-from-train.")] = None,
     scene: Annotated[Optional[str], typer.Option("--scene", help="Scene whose split poses to render.")] = None,
     split: Annotated[str, typer.Option("--split", help="Split whose poses to render.")] = "test",
     downscale: DownscaleOption = None,
@@ -188,34 +188,62 @@ def render_nerf_command(
     orbit: Annotated[bool, typer.Option("--orbit", help="Render a circle of novel views into a video instead.")] = False,
     frames: Annotated[int, typer.Option("--frames", help="Orbit frames.")] = 120,
     resolution: Annotated[int, typer.Option("--resolution", help="Orbit frame width = height.")] = 400,
+    path: Annotated[Optional[Path], typer.Option("--path", help="Render this keyframed camera path (JSON: keyframes with time, position + look_at or c2w, fov; fps, resolution) into a video.")] = None,
+    path_from_train: Annotated[Optional[str], typer.Option("--path-from-train", help="Write a closed camera path (JSON, for --path) through this scene's training cameras to --out; --frames sets its length at 30 fps.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing video, or the frames in a non-empty folder, instead of refusing.")] = False,
     arch: ArchOption = "auto",
     quiet: QuietOption = False,
 ) -> None:
-    """Render a split's views (DIR/<frame name>.png, on white) or an orbit video.
+    """Render a split's views (DIR/<frame name>.png, on white), an orbit video or a camera path video.
 
     Examples:
 
         taichifield render nerf runs/lego/ckpt.pt --scene scenes/lego --split test --limit 8 --out renders/
 
         taichifield render nerf runs/lego/ckpt.pt --orbit --frames 120 --out orbit.mp4
+
+        taichifield render nerf --path-from-train scenes/lego --frames 240 --out path.json
+
+        taichifield render nerf runs/lego/ckpt.pt --path path.json --out path.mp4
     """
     from taichifield.errors import InputError
 
     check_positive(frames=frames, resolution=resolution, limit=limit)
     from taichifield.runfolder import check_output_file, check_output_folder
 
-    if orbit and out.suffix.lower() not in (".mp4", ".gif"):
-        raise InputError(f"{out}: an orbit video must end in .mp4 or .gif")
-    if orbit:
+    if sum([orbit, path is not None, path_from_train is not None]) > 1:
+        raise InputError("give only one of --orbit, --path and --path-from-train")
+    if out is None:
+        raise InputError("render nerf needs --out")
+    if path_from_train is not None:
+        _write_train_path(path_from_train, out, frames, overwrite, quiet)
+        return
+    if ckpt is None:
+        raise InputError("render nerf needs a CKPT (RUN/ckpt.pt or RUN)")
+    video = orbit or path is not None
+    if video and out.suffix.lower() not in (".mp4", ".gif"):
+        raise InputError(f"{out}: {'an orbit' if orbit else 'a path'} video must end in .mp4 or .gif")
+    camera_path = None
+    if path is not None:
+        from taichifield.camera_path import load_camera_path
+
+        camera_path = load_camera_path(path)  # a bad file is refused before the runtime starts
+    if video:
         check_output_file(out, overwrite)
         if out.suffix.lower() == ".mp4" and importlib.util.find_spec("imageio_ffmpeg") is None:
             check_output_file(out.with_suffix(".gif"), overwrite)  # what is written instead
     else:
         check_output_folder(out, overwrite)
     start_runtime(arch)
-    from taichifield.pipelines.nerf_eval import render_orbit, render_split
+    from taichifield.pipelines.nerf_eval import render_orbit, render_path, render_split
 
+    if camera_path is not None:
+        n = camera_path.n_frames
+        with Progress("path", total=n, quiet=quiet, unit="frame") as bar:
+            written = render_path(ckpt, camera_path, out, progress=lambda i, n: bar.update(completed=i))
+        kind = "GIF (imageio-ffmpeg not installed)" if written.suffix == ".gif" and out.suffix.lower() != ".gif" else written.suffix[1:].upper()
+        typer.echo(f"render: {n} path frames ({n / camera_path.fps:.1f} s at {camera_path.fps:g} fps) -> {written} ({kind})")
+        return
     if orbit:
         with Progress("orbit", total=frames, quiet=quiet, unit="frame") as bar:
             path = render_orbit(ckpt, out, frames=frames, resolution=resolution, progress=lambda i, n: bar.update(completed=i))
@@ -232,6 +260,33 @@ def render_nerf_command(
         finally:
             scene_bar.close()
     typer.echo(f"render: {len(paths)} {split} views -> {out}/")
+
+
+def _write_train_path(scene: str, out: Path, frames: int, overwrite: bool, quiet: bool) -> None:
+    """``--path-from-train``: a loop through the scene's training cameras, written as a path file."""
+    import math
+
+    from taichifield.camera_path import path_from_views, save_camera_path
+    from taichifield.data import load_scene
+    from taichifield.errors import InputError
+    from taichifield.runfolder import check_output_file
+    from taichifield.scenes.prepare import prepare_scene
+
+    if out.suffix.lower() != ".json":
+        raise InputError(f"{out}: --path-from-train writes a camera path: --out must end in .json")
+    check_output_file(out, overwrite)
+    scene_bar = _SceneBar(quiet)
+    try:
+        prepare_scene(scene, splits=["train"], progress=scene_bar)
+    finally:
+        scene_bar.close()
+    views = load_scene(scene, "train", 1)
+    fov = math.degrees(2 * math.atan(0.5 * views.width / views.fx))
+    cam = path_from_views(views.c2w, fov=fov, width=views.width, height=views.height, seconds=frames / 30.0,
+                          fps=30.0, source=str(views.source or scene))
+    save_camera_path(out, cam)
+    typer.echo(f"path: a {cam.n_frames}-frame loop ({len(cam.times)} keyframes) through {len(views)} training "
+               f"cameras -> {out}")
 
 
 @mesh_app.command("nerf")

@@ -1,4 +1,4 @@
-"""Using a trained NeRF: PSNR/SSIM on a split, rendering a split or an orbit, density meshes.
+"""Using a trained NeRF: PSNR/SSIM on a split, rendering a split, an orbit or a camera path, density meshes.
 
 These are the library ends of ``taichifield eval|render|mesh nerf``.
 """
@@ -14,13 +14,14 @@ from typing import Callable
 import torch
 
 from ..atomic import atomic_path
+from ..camera_path import CameraPath, load_camera_path
 from ..images import write_image
 from ..errors import InputError
 from .nerf import NerfModel
 from .nerf_render import load_nerf, orbit_poses, render_view
 from ..metrics.image import psnr_images, ssim
 
-__all__ = ["EvalResult", "evaluate_nerf", "render_split", "render_orbit", "mesh_nerf"]
+__all__ = ["EvalResult", "evaluate_nerf", "render_split", "render_orbit", "render_path", "mesh_nerf"]
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +130,6 @@ def render_orbit(ckpt: PathArg, out: PathArg, *, frames: int = 120, resolution: 
     """
     import math
 
-    import imageio.v2 as iio2
-
     loaded = load_nerf(ckpt)
     poses = orbit_poses(frames, radius, elevation)
     f = 0.5 * resolution / math.tan(0.5 * camera_angle_x)
@@ -142,7 +141,13 @@ def render_orbit(ckpt: PathArg, out: PathArg, *, frames: int = 120, resolution: 
         images.append((img.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy())
         if progress is not None:
             progress(i + 1, frames)
-    path = Path(out)
+    return _write_video(Path(out), images, fps)
+
+
+def _write_video(path: Path, images: list, fps: float) -> Path:  # type: ignore[type-arg]
+    """Write uint8 frames (H, W, 3) as MP4, or as GIF for a ``.gif`` name or without imageio-ffmpeg."""
+    import imageio.v2 as iio2
+
     if path.suffix.lower() != ".gif":
         try:
             import imageio_ffmpeg  # noqa: F401
@@ -155,6 +160,36 @@ def render_orbit(ckpt: PathArg, out: PathArg, *, frames: int = 120, resolution: 
         else:
             iio2.mimsave(tmp, images, format="FFMPEG", fps=fps, macro_block_size=1)
     return path
+
+
+def render_path(ckpt: PathArg, camera_path: PathArg | CameraPath, out: PathArg, *,
+                progress: ViewProgress | None = None) -> Path:
+    """Render a keyframed camera path (:mod:`taichifield.camera_path`) into a video.
+
+    One frame every ``1 / fps`` s of the path, at its resolution and interpolated field of view
+    (square pixels, principal point at the image centre); ``near``/``far`` from the path or
+    the checkpoint. MP4, or GIF as :func:`render_orbit`. Returns the path actually written.
+
+    Raises:
+        InputError: a bad path file (one line naming it).
+    """
+    import math
+
+    cam = camera_path if isinstance(camera_path, CameraPath) else load_camera_path(camera_path)
+    poses, fovs = cam.cameras(cam.frame_times())
+    loaded = load_nerf(ckpt)
+    near = float(loaded.meta.get("near", 2.0)) if cam.near is None else cam.near
+    far = float(loaded.meta.get("far", 6.0)) if cam.far is None else cam.far
+    W, H = cam.width, cam.height
+    images = []
+    for i in range(poses.shape[0]):
+        f = 0.5 * W / math.tan(0.5 * math.radians(float(fovs[i])))
+        img = render_view(loaded.field, loaded.grid, poses[i].float(), W, H, f, f, W / 2, H / 2, near=near, far=far,
+                          step_size=loaded.step_size, background=loaded.background)
+        images.append((img.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy())
+        if progress is not None:
+            progress(i + 1, poses.shape[0])
+    return _write_video(Path(out), images, cam.fps)
 
 
 def mesh_nerf(ckpt: PathArg, out: PathArg, *, resolution: int = 256, threshold: float = 10.0) -> tuple[Path, int, int]:
