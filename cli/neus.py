@@ -111,6 +111,7 @@ def mesh_neus_command(
     ckpt: Annotated[Path, typer.Argument(help="NeuS checkpoint (RUN/ckpt.pt or RUN).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Mesh file (.ply or .obj).")],
     res: Annotated[int, typer.Option("--res", help="Marching cubes grid resolution over the scene box.")] = 512,
+    color: Annotated[bool, typer.Option("--color", help="Bake vertex colours: the colour network at each vertex seen along its normal (PLY uchar red/green/blue; OBJ 'v x y z r g b').")] = False,
     overwrite: OverwriteOption = False,
     arch: ArchOption = "auto",
     quiet: QuietOption = False,
@@ -120,7 +121,7 @@ def mesh_neus_command(
 
     Example:
 
-        taichifield mesh neus runs/lego-neus --res 512 --out lego.ply
+        taichifield mesh neus runs/lego-neus --res 512 --color --out lego.ply
     """
     from taichifield.errors import InputError
     from taichifield.runfolder import check_output_file
@@ -133,8 +134,9 @@ def mesh_neus_command(
     from taichifield.pipelines.neus_eval import mesh_neus
 
     with Progress("mesh", total=None, quiet=quiet, unit="points") as bar:
-        path, nv, nf = mesh_neus(ckpt, out, resolution=res, progress=lambda done, total: bar.update(completed=done))
-    typer.echo(f"mesh: {nv} vertices, {nf} faces -> {path}")
+        path, nv, nf = mesh_neus(ckpt, out, resolution=res, color=color,
+                                 progress=lambda done, total: bar.update(completed=done))
+    typer.echo(f"mesh: {nv} vertices, {nf} faces{', vertex colours' if color else ''} -> {path}")
 
 
 @eval_app.command("neus")

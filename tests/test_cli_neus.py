@@ -102,6 +102,30 @@ def test_mesh_of_the_initial_sphere(tmp_path) -> None:  # type: ignore[no-untype
     assert trimesh.Trimesh(verts, faces, process=True).is_watertight
 
 
+def test_mesh_color_round_trips(trained, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """--color writes the colour network's value at each vertex (seen along its normal) into the
+    PLY / OBJ, and it reads back as written (uchar: to 1/255)."""
+    import torch
+
+    from taichifield.geometry.mesh_io import load_mesh, read_vertex_colors
+    from taichifield.pipelines.neus import NeuSModel
+    from taichifield.pipelines.neus_eval import bake_neus_colors
+
+    _, run, _ = trained
+    for name in ("c.ply", "c.obj"):
+        out = tmp_path / name
+        res = runner.invoke(app, ["mesh", "neus", str(run), "--res", "32", "--color", "--out", str(out), "--arch", "cpu",
+                                  "--quiet"])
+        assert res.exit_code == 0, res.output
+        assert "vertex colours" in res.output
+        verts, faces = load_mesh(out)
+        colors = read_vertex_colors(out)
+        assert colors is not None and colors.shape == (len(verts), 3)
+        with torch.no_grad():
+            expected = bake_neus_colors(NeuSModel.load(run), verts, faces).numpy()
+        assert np.abs(colors - expected).max() < 1.0 / 255 + 1e-3
+
+
 def test_bad_input_is_one_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from taichifield.train.checkpoint import save_checkpoint
 

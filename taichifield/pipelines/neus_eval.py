@@ -18,7 +18,7 @@ from ..metrics.image import psnr_images, ssim
 from .nerf_eval import EvalResult, GRID_ROWS
 from .neus import NeuSModel, default_focal
 
-__all__ = ["evaluate_neus", "render_split_neus", "render_orbit_neus", "mesh_neus", "closed_sdf"]
+__all__ = ["evaluate_neus", "render_split_neus", "render_orbit_neus", "mesh_neus", "closed_sdf", "bake_neus_colors"]
 
 ViewProgress = Callable[[int, int], None]
 SceneProgress = Callable[[int, int, str], None]
@@ -134,11 +134,25 @@ def closed_sdf(model: NeuSModel, resolution: int) -> Callable[[torch.Tensor], to
     return fn
 
 
-def mesh_neus(ckpt: PathArg, out: PathArg, *, resolution: int = 512,
+def bake_neus_colors(model: NeuSModel, vertices: Any, faces: Any) -> torch.Tensor:
+    """Vertex colours (V, 3) in [0, 1] on the CPU: the colour network at each vertex (on the zero
+    level set, where NeuS's opacity peaks), seen along the mesh's vertex normal (view direction
+    ``-n``; :func:`taichifield.geometry.colors.bake_vertex_colors`), with the SDF's own normal
+    and feature as its inputs."""
+    from ..geometry.colors import bake_vertex_colors, vertex_normals
+
+    dev = model.device
+    v = torch.as_tensor(np.asarray(vertices), dtype=torch.float32).to(dev)
+    n = vertex_normals(v, torch.as_tensor(np.asarray(faces), dtype=torch.int64).to(dev))
+    return bake_vertex_colors(v, n, lambda x, d: model.field(x, d)["rgb"]).cpu()
+
+
+def mesh_neus(ckpt: PathArg, out: PathArg, *, resolution: int = 512, color: bool = False,
               progress: ViewProgress | None = None) -> tuple[Path, int, int]:
     """Extract the SDF's zero level set over the scene box with narrow-band marching cubes
     (:func:`taichifield.geometry.extract.extract_mesh`, Lipschitz culling), in scene
-    coordinates, closed by :func:`closed_sdf` (watertight). Returns (path, vertices, faces).
+    coordinates, closed by :func:`closed_sdf` (watertight); ``color``: with vertex colours
+    (:func:`bake_neus_colors`). Returns (path, vertices, faces).
 
     Raises:
         CheckpointError: not a NeuS checkpoint. InputError: no surface in the box.
@@ -150,5 +164,9 @@ def mesh_neus(ckpt: PathArg, out: PathArg, *, resolution: int = 512,
     verts, faces = extract_mesh(closed_sdf(model, resolution), resolution, model.bbox.cpu(), level=0.0, progress=progress)
     if len(faces) == 0:
         raise InputError(f"{ckpt}: the SDF has no zero level set in the scene box")
-    save_mesh(out, np.asarray(verts), np.asarray(faces))
+    colors = None
+    if color:
+        with torch.no_grad():
+            colors = bake_neus_colors(model, verts, faces).numpy()
+    save_mesh(out, np.asarray(verts), np.asarray(faces), vertex_colors=colors)
     return Path(out), int(len(verts)), int(len(faces))
