@@ -121,6 +121,20 @@ def test_field_starts_as_a_sphere() -> None:
     assert float(field.inv_s().detach()) == pytest.approx(math.exp(3.0), rel=1e-5)
 
 
+def test_laplacian_of_the_initial_sphere() -> None:
+    """The finite-difference Laplacian (Neuralangelo's curvature) of the init sphere's SDF
+    |x| - r is 2 / |x| (mean curvature x 2), here with a coarse step (h = 0.1)."""
+    torch.manual_seed(0)
+    field = NeuSField(NeuSConfig(**TINY), AABB)
+    field.fd_step = 0.1
+    x = torch.nn.functional.normalize(torch.randn(500, 3), dim=1) * (0.6 + 0.6 * torch.rand(500, 1))
+    with torch.no_grad():
+        s, g, _, lap = field.sdf_derivatives(x)
+    assert torch.allclose(s, field.sdf(x)) and g.shape == (500, 3)
+    ratio = lap * x.norm(dim=1) / 2.0
+    assert abs(float(ratio.median()) - 1.0) < 0.25 and float((ratio - 1).abs().mean()) < 0.4
+
+
 def test_render_hits_the_initial_sphere() -> None:
     from taichifield.pipelines.neus import render_neus_rays
 

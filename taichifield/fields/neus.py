@@ -120,16 +120,25 @@ class NeuSField(nn.Module):
     def sdf_and_gradient(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """SDF (N,), its central-difference gradient (N, 3) with step :attr:`fd_step`, and the
         feature (N, F) at (N, 3) points: one MLP pass over 7N points, differentiable."""
+        s, g, feat, _ = self.sdf_derivatives(x)
+        return s, g, feat
+
+    def sdf_derivatives(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`sdf_and_gradient` plus the Laplacian (N,) from the same 7 values per point,
+        ``sum_i (s(x + h e_i) + s(x - h e_i) - 2 s(x)) / h^2`` (Neuralangelo's curvature term, Eq. 10)."""
         n = x.shape[0]
         cache: list[torch.Tensor] = []
 
         def fn(p: torch.Tensor) -> torch.Tensor:
             out = self._sdf_feature(p)
-            cache.append(out[:n, 1:])
+            cache.append(out)
             return out[:, 0]
 
-        s, g = finite_difference_gradient(fn, x, float(self.fd_step))
-        return s, g, cache[0]
+        h = float(self.fd_step)
+        s, g = finite_difference_gradient(fn, x, h)
+        vals = cache[0][:, 0].reshape(7, n)
+        laplacian = (vals[1:4] + vals[4:7] - 2.0 * vals[0]).sum(0) / (h * h)
+        return s, g, cache[0][:n, 1:], laplacian
 
     def inv_s(self) -> torch.Tensor:
         """() NeuS sharpness ``exp(10 * variance)``, clamped to [1e-6, 1e6]."""
@@ -146,12 +155,12 @@ class NeuSField(nn.Module):
         """Everything the renderer needs at (N, 3) points seen along unit directions (N, 3).
 
         Returns:
-            dict: ``sdf`` (N,), ``gradient`` (N, 3) (for the eikonal term), ``normal`` (N, 3)
-            (the unit gradient), ``rgb`` (N, 3).
+            dict: ``sdf`` (N,), ``gradient`` (N, 3) (for the eikonal term), ``laplacian`` (N,)
+            (for the curvature term), ``normal`` (N, 3) (the unit gradient), ``rgb`` (N, 3).
         """
-        s, g, feat = self.sdf_and_gradient(x)
+        s, g, feat, lap = self.sdf_derivatives(x)
         normal = torch.nn.functional.normalize(g, dim=-1)
-        return {"sdf": s, "gradient": g, "normal": normal, "rgb": self.color(x, normal, dirs, feat)}
+        return {"sdf": s, "gradient": g, "laplacian": lap, "normal": normal, "rgb": self.color(x, normal, dirs, feat)}
 
     def encoding_parameters(self) -> list[nn.Parameter]:
         return list(self.encoding.parameters())

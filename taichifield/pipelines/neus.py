@@ -77,8 +77,9 @@ def render_neus_rays(field: NeuSField, grid: OccupancyGrid | None, rays_o: torch
         normals: also composite the unit normals (``normal`` (R, 3), not normalised).
 
     Returns:
-        dict: rgb (R, 3), depth (R,), opacity (R,), gradient (S, 3) (the SDF gradients at
-        the samples, for the eikonal term), n_samples (int), and ``normal`` when asked.
+        dict: rgb (R, 3), depth (R,), opacity (R,), gradient (S, 3) and laplacian (S,) (the
+        SDF's derivatives at the samples, for the eikonal and curvature terms), n_samples (int),
+        and ``normal`` when asked.
         Even with no samples ``rgb`` is part of the field's graph when gradients are on.
     """
     from ..render.neus_alpha import alpha_to_sigma, neus_alpha
@@ -101,7 +102,7 @@ def render_neus_rays(field: NeuSField, grid: OccupancyGrid | None, rays_o: torch
         if torch.is_grad_enabled():
             rgb = rgb + 0.0 * sum(p.sum() for p in field.parameters())
         out.update(rgb=rgb, depth=rays_o.new_zeros(n_rays), opacity=rays_o.new_zeros(n_rays),
-                   gradient=rays_o.new_zeros((0, 3)))
+                   gradient=rays_o.new_zeros((0, 3)), laplacian=rays_o.new_zeros((0,)))
         if normals:
             out["normal"] = rays_o.new_zeros((n_rays, 3))
         return out
@@ -115,7 +116,7 @@ def render_neus_rays(field: NeuSField, grid: OccupancyGrid | None, rays_o: torch
     packed = pack_info(ray_indices, n_rays)
     rgb, depth, opacity = volume_render(sigma, f["rgb"], t_starts, t_ends, ray_indices, n_rays,
                                         background=bg, packed_info=packed)
-    out.update(rgb=rgb, depth=depth, opacity=opacity, gradient=f["gradient"])
+    out.update(rgb=rgb, depth=depth, opacity=opacity, gradient=f["gradient"], laplacian=f["laplacian"])
     if normals:
         out["normal"] = volume_render(sigma, f["normal"], t_starts, t_ends, ray_indices, n_rays, packed_info=packed)[0]
     return out

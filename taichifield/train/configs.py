@@ -127,6 +127,11 @@ class NeuSTrainConfig(Config):
     """Linear learning-rate warm-up steps; then exponential decay to 0.1x at the last step."""
     eikonal_weight: float = 0.1
     """Weight of the eikonal term mean((|grad sdf| - 1)^2) over the rendered samples (NeuS: 0.1)."""
+    curvature_weight: float = 0.0
+    """Weight of Neuralangelo's curvature term mean(|Laplacian sdf|) over the samples (0: off;
+    Neuralangelo uses 5e-4, ramped up over its first steps)."""
+    mask_weight: float = 0.1
+    """Images with alpha: weight of the mask term BCE(opacity, alpha) (NeuS's mask loss; 0: off)."""
     cos_anneal_steps: int = 500
     """NeuS's cos annealing: the ratio r grows linearly from 0 to 1 over these steps (0: r = 1 throughout)."""
     fd_step_start: float = 16.0
@@ -166,7 +171,7 @@ class NeuSTrainConfig(Config):
                   target_samples=self.target_samples, grid_resolution=self.grid_resolution,
                   stratified_samples=self.stratified_samples, fd_step_start=self.fd_step_start)
         _not_negative(time_budget=self.time_budget, eval_views=self.eval_views, eikonal_weight=self.eikonal_weight,
-                      cos_anneal_steps=self.cos_anneal_steps, warmup_steps=self.warmup_steps)
+                      curvature_weight=self.curvature_weight, mask_weight=self.mask_weight, cos_anneal_steps=self.cos_anneal_steps, warmup_steps=self.warmup_steps)
         if not 0 < self.fd_anneal_fraction <= 1:
             raise InputError(f"fd_anneal_fraction must be in (0, 1], not {self.fd_anneal_fraction}")
 

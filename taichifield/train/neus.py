@@ -3,7 +3,9 @@
 Per step: random training pixels, their rays, samples from the occupancy grid built from the
 SDF (stratified across the scene box for the first ``grid_start`` steps), NeuS's alpha composited
 by the Taichi volume renderer (:func:`taichifield.pipelines.neus.render_neus_rays`), and an Adam
-step on ``L1(rgb) + eikonal_weight * mean((|grad s| - 1)^2)`` over the samples. The ray count
+step on ``L1(rgb) + eikonal_weight * mean((|grad s| - 1)^2)`` over the samples (plus, optionally,
+Neuralangelo's curvature term ``mean(|Laplacian s|)`` and, for images with alpha, NeuS's mask term
+``BCE(opacity, alpha)``). The ray count
 adapts to a sample budget, as in NeRF training. Schedules: linear lr warm-up then exponential
 decay to 0.1x; NeuS's cos annealing ratio 0 -> 1 over ``cos_anneal_steps``; Neuralangelo's
 coarse-to-fine finite-difference step (``fd_step_start`` finest cells -> one).
@@ -177,8 +179,9 @@ class NeuSTrainer:
                 "downscale": config.downscale, "width": v.width, "height": v.height,
                 "fd_step": fd_step(step, config, self.model.field.min_fd_step)}
 
-    def _batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``n`` random training pixels: rays (n, 3) x2, target colours (n, 3), backgrounds (n, 3)."""
+    def _batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``n`` random training pixels: rays (n, 3) x2, target colours (n, 3), backgrounds (n, 3),
+        alpha (n,) (None for images without alpha)."""
         from ..data import generate_rays
         from ..data.rays import pixels
 
@@ -191,10 +194,8 @@ class NeuSTrainer:
         if v.has_alpha:
             bg = torch.rand(n, 3, device=dev) if self.config.random_background else torch.ones(n, 3, device=dev)
             gt = raw[:, :3] * raw[:, 3:4] + bg * (1 - raw[:, 3:4])
-        else:
-            bg = torch.ones(n, 3, device=dev)
-            gt = raw[:, :3]
-        return rays_o, rays_d, gt, bg
+            return rays_o, rays_d, gt, bg, raw[:, 3]
+        return rays_o, rays_d, raw[:, :3], torch.ones(n, 3, device=dev), None
 
     def step(self, step: int) -> dict[str, Any]:
         config, grid, field = self.config, self.model.grid, self.model.field
@@ -206,7 +207,7 @@ class NeuSTrainer:
             self.grid_ready = True
         ratio = min(step / config.cos_anneal_steps, 1.0) if config.cos_anneal_steps else 1.0
         n = self.n_rays
-        rays_o, rays_d, gt, bg = self._batch(n)
+        rays_o, rays_d, gt, bg, alpha = self._batch(n)
         out = render_neus_rays(field, grid if self.grid_ready else None, rays_o, rays_d, near=self.views.near,
                                far=self.views.far, step_size=self.step_size, background=bg, perturb=True,
                                cos_anneal_ratio=ratio, n_samples=config.stratified_samples)
@@ -215,6 +216,11 @@ class NeuSTrainer:
         grad = out["gradient"]
         eikonal = ((grad.norm(dim=-1) - 1.0) ** 2).mean() if grad.shape[0] else mse * 0.0
         loss = err.abs().mean() + config.eikonal_weight * eikonal
+        if config.curvature_weight > 0 and grad.shape[0]:
+            loss = loss + config.curvature_weight * out["laplacian"].abs().mean()
+        if alpha is not None and config.mask_weight > 0:
+            opacity = out["opacity"].clamp(1e-3, 1.0 - 1e-3)
+            loss = loss + config.mask_weight * torch.nn.functional.binary_cross_entropy(opacity, alpha.to(opacity))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.guard.step(loss)
