@@ -1,0 +1,296 @@
+"""Structure from motion with pycolmap: photos or a video in, a posed scene out.
+
+Pipeline (COLMAP, Schönberger & Frahm, CVPR 2016, via its Python bindings, CPU)::
+
+    SCENE/images/          the photos (copied) or the video's sharpest frames   (frames.py)
+    SCENE/database.db      SIFT features + matches (exhaustive up to 100 images, else sequential)
+    SCENE/sparse/0/        the largest model of incremental mapping, one shared OPENCV camera
+    SCENE/transforms.json  instant-ngp format, normalised, with per-frame sharpness  (export.py)
+    SCENE/points3D.ply     the sparse points in the scene frame of transforms.json
+
+Resuming: a SCENE with ``database.db`` and no ``transforms.json`` continues; COLMAP skips the
+images whose features and the pairs whose matches are in the database, then maps again.
+pycolmap is imported only here, inside :func:`run_poses`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from ..config import Config
+from ..errors import InputError
+from .frames import VIDEO_SUFFIXES, Progress, copy_images, extract_video_frames, list_images
+
+__all__ = ["PosesConfig", "PosesResult", "POSES_ARTIFACTS", "check_poses_out", "run_poses", "import_pycolmap"]
+
+log = logging.getLogger(__name__)
+
+#: what ``taichifield poses`` writes into SCENE; ``--overwrite`` removes these (and only these)
+POSES_ARTIFACTS = ("images", "database.db", "database.db-shm", "database.db-wal", "sparse", ".mapping",
+                   "transforms.json", "points3D.ply")
+MATCHERS = ("auto", "exhaustive", "sequential")
+EXHAUSTIVE_UP_TO = 100
+_FEATURE_CHUNK = 8
+
+
+@dataclass
+class PosesConfig(Config):
+    """Options of :func:`run_poses` (``taichifield poses``)."""
+
+    frames: Optional[int] = None
+    """Video: the number of frames to keep (the sharpest of each of N equal windows); default 100."""
+    every: Optional[int] = None
+    """Video: keep the sharpest frame of every K frames instead of a target count."""
+    matcher: str = "auto"
+    """Feature matching: exhaustive, sequential (neighbours in name order), or auto (exhaustive up to 100 images)."""
+    camera_model: str = "OPENCV"
+    """COLMAP camera model estimated (OPENCV: fx, fy, cx, cy, k1, k2, p1, p2)."""
+    single_camera: bool = True
+    """One camera shared by all images (a phone or video capture)."""
+    max_image_size: int = 1600
+    """SIFT runs on images downscaled to at most this many pixels on the long side."""
+    max_features: int = 8192
+    """SIFT features per image at most."""
+    threads: int = -1
+    """CPU threads for COLMAP (-1: all)."""
+    seed: int = 0
+    """Random seed of the mapper's RANSAC."""
+
+    def __post_init__(self) -> None:
+        for name in ("frames", "every"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise InputError(f"--{name} must be a positive integer, got {v}")
+        if self.frames is not None and self.every is not None:
+            raise InputError("--frames and --every exclude each other: a target count or one frame in K")
+        if self.matcher not in MATCHERS:
+            raise InputError(f"--matcher must be one of {', '.join(MATCHERS)}, not {self.matcher!r}")
+        if self.max_image_size < 32 or self.max_features < 64:
+            raise InputError("--max-image-size must be >= 32 and --max-features >= 64")
+
+
+@dataclass
+class PosesResult:
+    """What a run of :func:`run_poses` recovered."""
+
+    given: int
+    registered: int
+    unregistered: list[str]
+    mean_reprojection_error: float
+    """Pixels, over all observations of the model."""
+    points: int
+    seconds: float
+    scene: Path
+    resumed: bool = False
+    models: int = 1
+    """Separate models mapping found (the largest is kept)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """The one-line report."""
+        line = (f"poses: {self.registered}/{self.given} images registered, mean reprojection error "
+                f"{self.mean_reprojection_error:.3f} px, {self.points} points in {self.seconds:.0f} s -> "
+                f"{self.scene}/transforms.json")
+        if self.unregistered:
+            shown = ", ".join(self.unregistered[:10]) + (" ..." if len(self.unregistered) > 10 else "")
+            line += f"; not registered: {shown}"
+        return line
+
+
+def import_pycolmap() -> Any:
+    """pycolmap, or an :class:`InputError` saying how to install it."""
+    try:
+        import pycolmap
+    except ImportError:
+        raise InputError("taichifield poses needs pycolmap: pip install 'taichifield[capture]'") from None
+    return pycolmap
+
+
+def check_poses_out(out: Path, overwrite: bool, source: Optional[Path] = None) -> bool:
+    """Decide what to do with SCENE; returns True to resume from ``database.db``. Writes nothing.
+
+    * missing or empty, or holding only ``images/`` that is the source itself: a fresh run;
+    * ``database.db`` without ``transforms.json``: resume (``overwrite``: start afresh);
+    * anything else non-empty: refused unless ``overwrite``.
+    """
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: is a file; --out must be a folder")
+    if not out.is_dir():
+        return False
+    entries = {p.name for p in out.iterdir()}
+    in_place = source is not None and source.is_dir() and (out / "images").resolve() == source.resolve()
+    if not entries or (in_place and entries == {"images"}):
+        return False
+    if overwrite:
+        return False
+    if "database.db" in entries and "transforms.json" not in entries:
+        return True
+    what = "finished poses (transforms.json)" if "transforms.json" in entries else "files"
+    raise InputError(f"{out}: folder holds {what}; replace them with --overwrite or choose another --out")
+
+
+def _clear(out: Path, keep_images: bool) -> None:
+    for name in POSES_ARTIFACTS:
+        p = out / name
+        if name == "images" and keep_images:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+
+
+def _check_source(source: Path) -> None:
+    """Refuse a missing source, a file that is not a video, or a folder with fewer than 2 images."""
+    if source.is_file():
+        if source.suffix.lower() not in VIDEO_SUFFIXES:
+            raise InputError(f"{source}: not a video ({', '.join(VIDEO_SUFFIXES)}) or a folder of images")
+    elif not source.exists():
+        raise InputError(f"{source}: no such folder or video")
+    elif len(list_images(source)) < 2:
+        raise InputError(f"{source}: structure from motion needs at least 2 images, got 1")
+
+
+def _prepare_frames(source: Path, image_dir: Path, config: PosesConfig, progress: Optional[Progress]) -> dict[str, float]:
+    if source.is_file():
+        count = config.frames if config.frames is not None or config.every is not None else 100
+        return extract_video_frames(source, image_dir, every=config.every, count=count, progress=progress)
+    return copy_images(list_images(source), image_dir, progress)
+
+
+def _extract_features(pycolmap: Any, db: Path, image_dir: Path, names: list[str], config: PosesConfig,
+                      progress: Optional[Progress]) -> None:
+    """SIFT in chunks (for progress); the first chunk creates the shared camera, later ones reuse it."""
+    reader = pycolmap.ImageReaderOptions()
+    reader.camera_model = config.camera_model
+    ext = pycolmap.FeatureExtractionOptions()
+    ext.max_image_size = config.max_image_size
+    ext.num_threads = config.threads
+    ext.sift.max_num_features = config.max_features
+    mode = pycolmap.CameraMode.SINGLE if config.single_camera else pycolmap.CameraMode.AUTO
+    for start in range(0, len(names), _FEATURE_CHUNK):
+        if config.single_camera:
+            d = pycolmap.Database.open(str(db))
+            try:
+                cams = d.read_all_cameras()
+            finally:
+                d.close()
+            if cams:
+                reader.existing_camera_id = int(cams[0].camera_id)
+        pycolmap.extract_features(str(db), str(image_dir), image_names=names[start:start + _FEATURE_CHUNK],
+                                  camera_mode=mode, reader_options=reader, extraction_options=ext,
+                                  device=pycolmap.Device.cpu)
+        if progress is not None:
+            progress("features", min(start + _FEATURE_CHUNK, len(names)), len(names))
+
+
+def _match(pycolmap: Any, db: Path, n: int, config: PosesConfig, progress: Optional[Progress]) -> str:
+    kind = config.matcher if config.matcher != "auto" else ("exhaustive" if n <= EXHAUSTIVE_UP_TO else "sequential")
+    if progress is not None:
+        progress(f"matching ({kind})", 0, 1)
+    opts = pycolmap.FeatureMatchingOptions()
+    opts.num_threads = config.threads
+    if kind == "exhaustive":
+        pycolmap.match_exhaustive(str(db), matching_options=opts, device=pycolmap.Device.cpu)
+    else:
+        pycolmap.match_sequential(str(db), matching_options=opts, device=pycolmap.Device.cpu)
+    if progress is not None:
+        progress(f"matching ({kind})", 1, 1)
+    return kind
+
+
+def _map(pycolmap: Any, db: Path, image_dir: Path, work: Path, n: int, config: PosesConfig,
+         progress: Optional[Progress]) -> tuple[Any, int]:
+    """Incremental mapping; the model with the most registered images, and how many models there were."""
+    opts = pycolmap.IncrementalPipelineOptions()
+    opts.num_threads = config.threads
+    opts.random_seed = config.seed
+    done = [0]
+
+    def next_image() -> None:
+        done[0] += 1
+        if progress is not None:
+            progress("mapping", min(done[0] + 1, n), n)  # the initial pair registers two at once
+
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    models = pycolmap.incremental_mapping(str(db), str(image_dir), str(work), options=opts, next_image_callback=next_image)
+    if not models:
+        raise InputError(f"{image_dir}: structure from motion registered no images (too few matches: "
+                         "more overlap between photos, more texture, or sharper frames)")
+    best = max(models.values(), key=lambda r: r.num_reg_images())
+    if progress is not None:
+        progress("mapping", n, n)
+    return best, len(models)
+
+
+def run_poses(source: str | Path, out: str | Path, config: Optional[PosesConfig] = None, overwrite: bool = False,
+              progress: Optional[Progress] = None) -> PosesResult:
+    """Recover camera poses of photos (a folder) or a video and write a posed scene (module doc).
+
+    Args:
+        source: a folder of images or a video file.
+        out: the scene folder to write (refused when it holds other files, unless ``overwrite``).
+        config: :class:`PosesConfig`.
+        progress: ``progress(stage, done, total)`` with stages ``frames``, ``features``,
+            ``matching (...)``, ``mapping``, ``export``.
+
+    Raises:
+        InputError: pycolmap missing, bad input, an --out that may not be replaced, or nothing registered.
+    """
+    from .export import write_scene
+
+    t0 = time.perf_counter()
+    config = config or PosesConfig()
+    source, out = Path(source), Path(out)
+    resume = check_poses_out(out, overwrite, source)
+    pycolmap = import_pycolmap()
+    _check_source(source)
+    image_dir = out / "images"
+    in_place = source.is_dir() and image_dir.resolve() == source.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    if overwrite and not resume:
+        _clear(out, keep_images=in_place)
+    if resume and image_dir.is_dir() and any(image_dir.iterdir()):
+        log.info("%s: resuming from database.db", out)
+        sharp = copy_images(list_images(image_dir), image_dir, progress)
+    else:
+        sharp = _prepare_frames(source, image_dir, config, progress)
+    names = sorted(sharp)
+    db = out / "database.db"
+    pycolmap.set_random_seed(config.seed)
+    quiet_level = pycolmap.logging.minloglevel
+    # COLMAP's own INFO lines (thousands) go to stderr through glog: only its errors, unless debugging
+    pycolmap.logging.minloglevel = 0 if log.isEnabledFor(logging.DEBUG) else 2
+    try:
+        _extract_features(pycolmap, db, image_dir, names, config, progress)
+        _match(pycolmap, db, len(names), config, progress)
+        rec, n_models = _map(pycolmap, db, image_dir, out / ".mapping", len(names), config, progress)
+    finally:
+        pycolmap.logging.minloglevel = quiet_level
+    if progress is not None:
+        progress("export", 0, 1)
+    sparse = out / "sparse" / "0"
+    if sparse.exists():
+        shutil.rmtree(sparse)
+    sparse.mkdir(parents=True)
+    rec.write_binary(str(sparse))
+    shutil.rmtree(out / ".mapping", ignore_errors=True)
+    registered = {rec.image(i).name for i in rec.reg_image_ids()}
+    unregistered = [n for n in names if n not in registered]
+    if unregistered:
+        log.warning("%s: %d of %d images not registered: %s", out, len(unregistered), len(names), ", ".join(unregistered))
+    result = PosesResult(given=len(names), registered=len(registered), unregistered=unregistered,
+                         mean_reprojection_error=float(rec.compute_mean_reprojection_error()),
+                         points=int(rec.num_points3D()), seconds=0.0, scene=out, resumed=resume, models=n_models)
+    write_scene(out, sharp, result)
+    result.seconds = time.perf_counter() - t0
+    if progress is not None:
+        progress("export", 1, 1)
+    return result
