@@ -17,6 +17,8 @@ get zero density. The field is a plain module: renderers take callables built fr
 
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 import torch
@@ -115,6 +117,25 @@ class NerfField(nn.Module):
         sigma, geo = self._geometry(x)
         d = self.dir_encoding(dirs)  # SH (hash-grid model) or frequency encoding of unit directions
         rgb = torch.sigmoid(self.color_mlp(torch.cat([d.to(geo.dtype), geo], dim=-1)))
+        return rgb, sigma
+
+    def forward_visible(self, x: torch.Tensor, dirs: torch.Tensor, dt: torch.Tensor,
+                        min_alpha: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` for inference: the colour MLP runs only on samples whose alpha
+        ``1 - exp(-sigma dt)`` exceeds ``min_alpha`` (the others add at most that to a pixel;
+        their colour is 0). ``dt`` (N,) are the samples' interval lengths.
+
+        Returns:
+            rgb (N, 3), sigma (N,) as :meth:`forward`.
+        """
+        if self.config.encoding == "hashgrid" and self.config.mlp == "fused":
+            return self._forward_fused(x, dirs)
+        sigma, geo = self._geometry(x)
+        rgb = sigma.new_zeros((sigma.shape[0], 3))
+        seen = torch.nonzero(sigma * dt > -math.log1p(-min_alpha)).squeeze(1)
+        if seen.numel() > 0:
+            d = self.dir_encoding(dirs[seen])
+            rgb[seen] = torch.sigmoid(self.color_mlp(torch.cat([d.to(geo.dtype), geo[seen]], dim=-1))).to(rgb.dtype)
         return rgb, sigma
 
     def _forward_fused(self, x: torch.Tensor, dirs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

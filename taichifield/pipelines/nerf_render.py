@@ -90,20 +90,42 @@ def render_nerf_rays(field: NerfField, grid: Any, rays_o: torch.Tensor, rays_d: 
             "n_evaluated": out["n_samples"]}
 
 
-def render_rays_chunked(field: NerfField, grid: Any, rays_o: torch.Tensor, rays_d: torch.Tensor, *,
-                        background: torch.Tensor, chunk: int = 8192, **march: float) -> dict[str, torch.Tensor]:
-    """Inference rendering of many rays (R, 3) in chunks: rgb (R, 3), depth (R,), opacity (R,).
+def _visible_fn(field: NerfField, rays_o: torch.Tensor, rays_d: torch.Tensor
+                ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`rgb_sigma_fn` for inference: colour only where a sample can be seen
+    (:meth:`NerfField.forward_visible`)."""
 
-    ``march``: ``near``, ``far``, ``step_size`` as for :func:`render_nerf_rays`.
+    def fn(t_starts: torch.Tensor, t_ends: torch.Tensor, ray_indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ri = ray_indices.long()
+        d = rays_d[ri]
+        x = rays_o[ri] + d * (0.5 * (t_starts + t_ends))[:, None]
+        return field.forward_visible(x, d, t_ends - t_starts)
+
+    return fn
+
+
+def render_rays_chunked(field: NerfField, grid: Any, rays_o: torch.Tensor, rays_d: torch.Tensor, *,
+                        background: torch.Tensor, chunk: int = 1 << 16, near: float, far: float,
+                        step_size: float) -> dict[str, torch.Tensor]:
+    """Inference rendering of many rays (R, 3): rgb (R, 3), depth (R,), opacity (R,).
+
+    Marches and composites in rounds (:func:`taichifield.render.march_rounds.render_rays_rounds`:
+    a ray stops being marched once it is opaque), ``chunk`` rays at a time; the field's
+    colour MLP runs only on samples that can be seen. The image equals
+    :func:`render_nerf_rays`' up to samples whose weight is below the termination threshold.
+    ``near``, ``far``, ``step_size``: the marcher's bounds and step.
     """
+    from ..render.march_rounds import render_rays_rounds
+
     outs: dict[str, list[torch.Tensor]] = {"rgb": [], "depth": [], "opacity": []}
     with torch.no_grad():
         for i in range(0, rays_o.shape[0], chunk):
             o, d = rays_o[i:i + chunk], rays_d[i:i + chunk]
             bg = background.expand(o.shape[0], 3) if background.dim() == 1 else background[i:i + chunk]
-            r = render_nerf_rays(field, grid, o, d, background=bg.contiguous(), **march)
+            r = render_rays_rounds(o, d, _visible_fn(field, o, d), grid=grid, near=near, far=far,
+                                   step_size=step_size, background=bg.contiguous())
             for k in outs:
-                outs[k].append(r[k].reshape(o.shape[0], -1).squeeze(-1) if k != "rgb" else r[k])
+                outs[k].append(r[k])
     return {k: torch.cat(v) for k, v in outs.items()}
 
 
