@@ -221,6 +221,9 @@ class OccupancyGrid(nn.Module):
             (capped by the grid's mean, as in Instant-NGP).
         ema_decay: decay of old estimates at each update.
         device: where the buffers are allocated (default :func:`taichifield.runtime.device`).
+        contraction: unbounded scenes: the cells cover mip-NeRF 360's contracted cube around
+            ``aabb`` instead of the box (one level; :mod:`taichifield.render.raymarch_contracted`).
+            Not part of the state dict: the owner (the NeRF's config) says which grid to build.
 
     Buffers:
         density: (n_levels * resolution^3,) float32 running density estimates (sigma).
@@ -236,10 +239,13 @@ class OccupancyGrid(nn.Module):
 
     def __init__(self, aabb: torch.Tensor, resolution: int = 128, n_levels: int = 1,
                  density_threshold: float = 0.01, ema_decay: float = 0.95,
-                 device: Optional[torch.device] = None) -> None:
+                 device: Optional[torch.device] = None, contraction: bool = False) -> None:
         super().__init__()
         if resolution < 1 or n_levels < 1:
             raise ValueError("resolution and n_levels must be >= 1")
+        if contraction and n_levels != 1:
+            raise ValueError("a contracted grid has one level (it covers all of space already)")
+        self.contraction = bool(contraction)
         aabb = torch.as_tensor(aabb, dtype=torch.float32).detach().reshape(2, 3)
         if not torch.all(aabb[1] > aabb[0]):
             raise ValueError(f"aabb max must exceed min, got {aabb.tolist()}")
@@ -313,8 +319,13 @@ class OccupancyGrid(nn.Module):
             pick = torch.searchsorted(occupied, k, right=True)
             idx = torch.cat([uniform, pick.clamp_(max=n - 1).to(torch.int32)])
         jitter = torch.rand((idx.numel(), 3), generator=generator, device=dev)
-        pts = torch.empty((idx.numel(), 3), dtype=torch.float32, device=dev)
-        _cell_points(idx, jitter, self._box, self.resolution, pts)
+        if self.contraction:
+            from .raymarch_contracted import contracted_cell_points
+
+            pts = contracted_cell_points(self, idx, jitter)
+        else:
+            pts = torch.empty((idx.numel(), 3), dtype=torch.float32, device=dev)
+            _cell_points(idx, jitter, self._box, self.resolution, pts)
         sig = torch.cat([density_fn(pts[i:i + chunk]).reshape(-1).float() for i in range(0, pts.shape[0], chunk)])
         tmp = torch.empty((n,), dtype=torch.float32, device=dev)
         _splat_max(idx, sig.contiguous(), tmp)
@@ -342,6 +353,9 @@ class OccupancyGrid(nn.Module):
             cone_angle: 0 for a constant step (bounded scenes); > 0 (Instant-NGP uses 1/256
                 for large scenes) grows the step with distance, ``clamp(t * cone_angle, step,
                 step * 2^(n_levels-1) * 1024 / resolution)``, so outer cascades cost few samples.
+                A contracted grid steps uniformly in contracted space (see
+                :mod:`taichifield.render.raymarch_contracted`), and rays are clipped only to
+                ``[near, far]``.
 
         Returns:
             t_starts (S,), t_ends (S,) float32 and ray_indices (S,) int32, sorted by ray then t.
@@ -363,6 +377,10 @@ class OccupancyGrid(nn.Module):
         dummy_f = torch.zeros(1, dtype=torch.float32, device=dev)
         if n == 0:
             return dummy_f[:0], dummy_f[:0].clone(), dummy_i[:0]
+        if self.contraction:
+            from .raymarch_contracted import march_contracted
+
+            return march_contracted(self, o, d, nr, fr, off, dt, cone_angle, max_samples_per_ray)
         max_dt = dt * 2.0 ** (self.n_levels - 1) * 1024.0 / self.resolution
         args = (o, d, nr, fr, off, self.bits, self._box, self.resolution, self.n_levels, dt,
                 float(cone_angle), max_dt, int(max_samples_per_ray))
@@ -411,4 +429,5 @@ class OccupancyGrid(nn.Module):
 
     def __repr__(self) -> str:
         return (f"OccupancyGrid(levels={self.n_levels}, resolution={self.resolution}, "
+                f"{'contracted, ' if self.contraction else ''}"
                 f"occupied={self.occupied_fraction():.3f})")
