@@ -141,7 +141,7 @@ def test_poses_recovers_the_known_cameras(capture, tmp_path: Path) -> None:  # t
     assert {"frames", "features", "mapping", "export"} <= set(stages)
     names = [f"view_{i:02d}.png" for i in range(N_VIEWS)]
     rot, centre, n = _pose_errors(out, poses, names)
-    assert n == N_VIEWS
+    assert n == N_VIEWS and len(read_model(out).cameras) == 1  # features ran in chunks, on one shared camera
     assert np.median(rot) < 1.0 and np.median(centre) < 0.02, (np.median(rot), np.median(centre))
     # the scene reads back: transforms.json (normalised, OPENCV distortion, sharpness) and sparse/0 agree
     data = json.loads((out / "transforms.json").read_text())
@@ -190,6 +190,11 @@ def test_poses_from_a_video_keeps_the_sharp_frames_and_registers(capture, tmp_pa
     assert n == len(keep) and np.median(rot) < 1.5 and np.median(centre) < 0.03, (np.median(rot), np.median(centre))
     again = CliRunner().invoke(app, ["poses", str(video), "--out", str(out)])
     assert again.exit_code == 2 and "--overwrite" in again.output
+    (out / "transforms.json").unlink()  # as if interrupted after mapping: continue from database.db
+    resumed = CliRunner().invoke(app, ["poses", str(video), "--out", str(out), "--threads", "2", "-q"])
+    assert resumed.exit_code == 0 and resumed.output.startswith("resumed; "), resumed.output
+    assert f"{len(keep)}/{len(keep)} images registered" in resumed.output
+    assert sorted(p.name for p in (out / "images").iterdir()) == kept
 
 
 def test_bad_inputs_are_refused_in_one_line(tmp_path: Path) -> None:
