@@ -296,14 +296,15 @@ def mesh_nerf_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Mesh file (.ply or .obj).")],
     res: Annotated[int, typer.Option("--res", help="Marching cubes grid resolution over the scene box.")] = 256,
     threshold: Annotated[float, typer.Option("--threshold", help="Density isovalue sigma.")] = 10.0,
+    color: Annotated[bool, typer.Option("--color", help="Bake vertex colours: what the field renders along each vertex normal (PLY uchar red/green/blue; OBJ 'v x y z r g b').")] = False,
     overwrite: OverwriteOption = False,
     arch: ArchOption = "auto",
 ) -> None:
-    """Extract the density isosurface of a NeRF with Taichi marching cubes.
+    """Extract the density isosurface of a NeRF with Taichi marching cubes (optionally coloured).
 
     Example:
 
-        taichifield mesh nerf runs/lego/ckpt.pt --res 256 --threshold 10 --out lego.ply
+        taichifield mesh nerf runs/lego/ckpt.pt --res 256 --threshold 10 --color --out lego.ply
     """
     from taichifield.errors import InputError
     from taichifield.runfolder import check_output_file
@@ -314,5 +315,5 @@ def mesh_nerf_command(
     start_runtime(arch)
     from taichifield.pipelines.nerf_eval import mesh_nerf
 
-    path, nv, nf = mesh_nerf(ckpt, out, resolution=res, threshold=threshold)
-    typer.echo(f"mesh: {nv} vertices, {nf} faces -> {path}")
+    path, nv, nf = mesh_nerf(ckpt, out, resolution=res, threshold=threshold, color=color)
+    typer.echo(f"mesh: {nv} vertices, {nf} faces{', vertex colours' if color else ''} -> {path}")

@@ -6,7 +6,8 @@ renders the same view off-screen into a PNG. On a machine without a display,
 a screenshot starts a private Xvfb server when ``Xvfb`` is installed.
 
 What each input shows:
-    mesh (.ply/.obj/.off with faces)   the mesh, smooth-shaded with vertex normals
+    mesh (.ply/.obj/.off with faces)   the mesh, smooth-shaded with vertex normals, in its
+                                       vertex colours when the file has them (PLY/OBJ)
     points (.ply without faces, .xyz, .npy, .npz)  the point cloud (normals if present)
     SDF checkpoint (kind "sdf")        its zero level set, extracted once and cached
                                        next to the checkpoint (``ckpt.mesh<res>.ply``)
@@ -47,14 +48,19 @@ def _o3d() -> Any:
     return o3d
 
 
-def _mesh_geometry(vertices: np.ndarray, faces: np.ndarray, color: np.ndarray) -> Any:
+def _mesh_geometry(vertices: np.ndarray, faces: np.ndarray, color: np.ndarray,
+                   vertex_colors: np.ndarray | None = None) -> Any:
+    """A smooth-shaded mesh: its own vertex colours (V, 3) in [0, 1] when given, else ``color``."""
     o3d = _o3d()
     mesh = o3d.geometry.TriangleMesh(
         o3d.utility.Vector3dVector(np.asarray(vertices, np.float64)),
         o3d.utility.Vector3iVector(np.asarray(faces, np.int32)),
     )
     mesh.compute_vertex_normals()
-    mesh.paint_uniform_color(color)
+    if vertex_colors is not None:
+        mesh.vertex_colors = o3d.utility.Vector3dVector(np.clip(np.asarray(vertex_colors, np.float64), 0.0, 1.0))
+    else:
+        mesh.paint_uniform_color(color)
     return mesh
 
 
@@ -181,7 +187,10 @@ def load_geometries(paths: Sequence[str | os.PathLike[str]], sdf_resolution: int
 
             pts, normals, faces = read_geometry(path)
             if faces is not None and len(faces):
-                geoms.append(_mesh_geometry(pts, faces, color))
+                from .geometry.mesh_io import read_vertex_colors
+
+                colors = read_vertex_colors(path) if path.suffix.lower() in (".ply", ".obj") else None
+                geoms.append(_mesh_geometry(pts, faces, color, colors))
             else:
                 geoms.append(_points_geometry(pts, normals, color))
         else:

@@ -192,8 +192,12 @@ def render_path(ckpt: PathArg, camera_path: PathArg | CameraPath, out: PathArg, 
     return _write_video(Path(out), images, cam.fps)
 
 
-def mesh_nerf(ckpt: PathArg, out: PathArg, *, resolution: int = 256, threshold: float = 10.0) -> tuple[Path, int, int]:
+def mesh_nerf(ckpt: PathArg, out: PathArg, *, resolution: int = 256, threshold: float = 10.0,
+              color: bool = False) -> tuple[Path, int, int]:
     """Extract the density isosurface ``sigma = threshold`` with Taichi marching cubes.
+
+    ``color``: also bake vertex colours, what the field renders along each vertex normal
+    (:func:`taichifield.pipelines.nerf_colors.bake_nerf_colors`, short rays two cells long).
 
     The field ``threshold - sigma`` is negative inside (an SDF-like sign convention); it is
     no distance, so :func:`taichifield.geometry.extract.extract_mesh` runs with
@@ -220,6 +224,12 @@ def mesh_nerf(ckpt: PathArg, out: PathArg, *, resolution: int = 256, threshold: 
     verts, faces = extract_mesh(fn, resolution, field.aabb.cpu(), level=0.0, distance_field=False)
     if len(faces) == 0:
         raise InputError(f"{ckpt}: no density above {threshold:g} in the scene box (try a lower --threshold)")
-    save_mesh(out, verts, faces)
+    colors = None
+    if color:
+        from .nerf_colors import bake_nerf_colors
+
+        cell = float((field.aabb[1] - field.aabb[0]).max()) / (resolution - 1)
+        colors = bake_nerf_colors(loaded, verts, faces, offset=2.0 * cell)
+    save_mesh(out, verts, faces, vertex_colors=colors)
     return Path(out), int(len(verts)), int(len(faces))
 
