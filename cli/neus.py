@@ -41,8 +41,7 @@ def train_neus_command(
 ) -> None:
     """Train a NeuS surface (hash-grid SDF + occupancy-grid sampling + Taichi volume rendering).
 
-    Writes RUN/ckpt.pt (atomically, periodically and at the end), RUN/metrics.json, curves and
-    progress images; mesh it with `taichifield mesh neus RUN`.
+    Writes RUN/ckpt.pt (atomically, periodically and at the end), RUN/metrics.json, curves and progress images; mesh it with `taichifield mesh neus RUN`.
 
     Example:
 
@@ -116,8 +115,7 @@ def mesh_neus_command(
     arch: ArchOption = "auto",
     quiet: QuietOption = False,
 ) -> None:
-    """Extract the zero level set of a NeuS SDF (narrow-band Taichi marching cubes, scene
-    coordinates, closed at the scene box: watertight).
+    """Extract the zero level set of a NeuS SDF: narrow-band Taichi marching cubes, scene coordinates, watertight (closed at the scene box).
 
     Example:
 

@@ -36,8 +36,11 @@ from ..render.raymarch import OccupancyGrid
 
 __all__ = ["NeuSModel", "render_neus_rays", "sdf_density_fn", "box_interval"]
 
-OCCUPIED_DENSITY = 1e3
-"""What :func:`sdf_density_fn` reports for a cell near the surface (far above any grid threshold)."""
+OCCUPIED_DENSITY = 10.0
+"""What :func:`sdf_density_fn` reports for a cell near the surface. The grid's threshold is at most
+its mean density (``min(density_threshold / step, mean)``), below this value unless every cell is
+near the surface, so such cells are always occupied; a cell the surface has left decays (EMA 0.95
+per update) below ``density_threshold / step`` (about 2 for a box of side 3) after some 30 updates."""
 
 
 def box_interval(rays_o: torch.Tensor, rays_d: torch.Tensor, aabb: torch.Tensor, near: float, far: float
