@@ -53,6 +53,7 @@ def train_nerf_command(
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this folder (or ckpt.pt).")] = None,
     target_samples: Annotated[Optional[int], config_option(NerfTrainConfig, "target_samples", "--target-samples")] = NerfTrainConfig.default("target_samples"),
     log2_table_size: Annotated[int, config_option(NerfConfig, "log2_table_size", "--log2-table-size")] = NerfConfig.default("log2_table_size"),
+    contraction: Annotated[Optional[bool], config_option(NerfConfig, "contraction", "--contraction/--no-contraction", note="Default: automatic.")] = NerfConfig.default("contraction"),
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run in --out (its ckpt.pt, metrics, curves, progress images) instead of refusing.")] = False,
     arch: ArchOption = "auto",
     seed: SeedOption = 0,
@@ -74,7 +75,8 @@ def train_nerf_command(
     # the configs validate every option (one-line errors) before anything is written
     config = NerfTrainConfig(scene=scene or "", steps=steps, time_budget=time_budget, downscale=downscale, seed=seed,
                              target_samples=target_samples,
-                             model=NerfConfig(encoding=encoding, log2_table_size=log2_table_size))  # type: ignore[arg-type]
+                             model=NerfConfig(encoding=encoding, log2_table_size=log2_table_size,  # type: ignore[arg-type]
+                                              contraction=contraction))
     chosen = start_runtime(arch, seed)
     from taichifield.runfolder import check_run_folder, claim_run_dir, first_missing, open_run
     from taichifield.train.nerf import default_run_dir, run_train_nerf

@@ -103,3 +103,16 @@ def test_bounded_grid_is_not_contracted() -> None:
     o, d = _rays(8)
     t0, t1, _ = grid.sample(o, d, near=0.0, far=1e3)
     assert float(t1.max()) < 2 * math.sqrt(3) + 1e-3  # clipped to the box
+
+
+def test_occupied_at_matches_the_marcher() -> None:
+    for grid in (OccupancyGrid(AABB, resolution=16, contraction=True, device=torch.device("cpu")),
+                 OccupancyGrid(AABB, resolution=16, n_levels=2, device=torch.device("cpu"))):
+        g = torch.Generator().manual_seed(7)
+        grid.bits.copy_(torch.randint(-2**31, 2**31 - 1, grid.bits.shape, generator=g, dtype=torch.int64).to(torch.int32))
+        o, d = _rays(32, seed=8)
+        t0, t1, ri = grid.sample(o, d, near=0.0, far=50.0)
+        mid = o[ri.long()] + d[ri.long()] * (0.5 * (t0 + t1))[:, None]
+        assert t0.numel() > 100 and float(grid.occupied_at(mid).float().mean()) > 0.995
+    far_away = torch.tensor([[1e3, 0.0, 0.0]])
+    assert not bool(grid.occupied_at(far_away)[0])  # outside the bounded grid's cascades

@@ -9,7 +9,7 @@ fields; each field restates only its own defaults.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Optional
 
 from ..config import Config
 from ..encoding.config import HashGridConfig
@@ -64,9 +64,17 @@ class NerfConfig(HashGridConfig):
     mlp: Literal["fused", "torch"] = "torch"
     """Hash-grid model: both MLPs as one autograd op (``fields.mlp.nerf_head``), or the
     ``nn.Sequential`` layers (the reference). Same weights; the frequency model always uses layers."""
+    contraction: Optional[bool] = None
+    """Unbounded scenes: positions outside the scene box are contracted (mip-NeRF 360, inf norm)
+    into the cube of twice its size, which the hash grid and the occupancy grid cover; rays reach
+    1e3 box sizes. None: on for captures with background (instant-ngp ``aabb_scale`` > 1, COLMAP
+    scenes), whose box then shrinks to the foreground (the loader's box / ``aabb_scale``); off
+    for objects. Checkpoints store the value chosen."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.contraction is not None and not isinstance(self.contraction, bool):
+            raise InputError(f"contraction {self.contraction!r}: choose true, false or none (automatic)")
         if self.encoding not in ("hashgrid", "frequency"):
             raise InputError(f"--encoding {self.encoding!r}: choose hashgrid or frequency")
         if self.mlp not in ("fused", "torch"):

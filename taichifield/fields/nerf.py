@@ -92,7 +92,16 @@ class NerfField(nn.Module):
             raise ValueError(f"NerfConfig.encoding must be 'hashgrid' or 'frequency', not {c.encoding!r}")
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """World points (N, 3) -> box coordinates (N, 3) (inside the box: [0, 1])."""
+        """World points (N, 3) -> box coordinates (N, 3) (inside the box: [0, 1]).
+
+        With ``config.contraction``: ``(contract(q) + 2) / 4`` for ``q`` in box units
+        (:func:`taichifield.render.contraction.contract`), so all of space lands in [0, 1]^3
+        and the box in its middle half [0.25, 0.75]^3.
+        """
+        if self.config.contraction:
+            from ..render.contraction import contract, to_box_units
+
+            return (contract(to_box_units(x, self.aabb)) + 2.0) * 0.25
         return (x - self.aabb[0]) / (self.aabb[1] - self.aabb[0])
 
     def _geometry(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

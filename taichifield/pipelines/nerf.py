@@ -55,7 +55,7 @@ class NerfModel(nn.Module):
 
         dev = runtime.device() if device is None else torch.device(device)
         field = NerfField(model, aabb).to(dev)
-        grid = OccupancyGrid(aabb, resolution=grid_resolution, device=dev)
+        grid = OccupancyGrid(aabb, resolution=grid_resolution, device=dev, contraction=bool(model.contraction))
         return cls(field, grid, **kwargs)
 
     @classmethod

@@ -55,8 +55,11 @@ def _load_views(scene: str, split: str, downscale: int | None, loaded: NerfModel
 
 
 def _render_index(loaded: NerfModel, views, i: int) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    far = views.far
+    if loaded.field.config.contraction:  # an unbounded scene: rays reach its background (the trained far)
+        far = max(far, float(loaded.meta.get("far", far)))
     return render_view(loaded.field, loaded.grid, views.c2w[i], views.width, views.height, views.fx, views.fy,
-                       views.cx, views.cy, near=views.near, far=views.far, step_size=loaded.step_size,
+                       views.cx, views.cy, near=views.near, far=far, step_size=loaded.step_size,
                        background=loaded.background, distortion=views.distortion)
 
 

@@ -24,7 +24,8 @@ import math
 
 import torch
 
-__all__ = ["contract", "uncontract", "to_box_units", "from_box_units"]
+__all__ = ["contract", "uncontract", "to_box_units", "from_box_units", "has_background", "foreground_box", "contracted_far",
+           "CONTRACTED_FAR"]
 
 
 def _norm(x: torch.Tensor, ord: float) -> torch.Tensor:
@@ -55,3 +56,25 @@ def from_box_units(q: torch.Tensor, aabb: torch.Tensor) -> torch.Tensor:
     """Box units (..., 3) -> world points (inverse of :func:`to_box_units`)."""
     centre, half = 0.5 * (aabb[0] + aabb[1]), 0.5 * (aabb[1] - aabb[0])
     return centre + q * half
+
+
+CONTRACTED_FAR = 1e3
+"""Far bound of rays in a contracted scene, in box sizes (largest side of the box)."""
+
+
+def has_background(meta: dict) -> bool:  # type: ignore[type-arg]
+    """Whether a scene's :attr:`Views.meta` describes a capture with background: an instant-ngp
+    scene with ``aabb_scale`` > 1 or a COLMAP scene (both put the background in a larger box)."""
+    return meta.get("format") == "colmap" or (meta.get("format") == "ngp" and float(meta.get("aabb_scale") or 1) > 1)
+
+
+def foreground_box(aabb: torch.Tensor, aabb_scale: float) -> torch.Tensor:
+    """The loader's box (2, 3) shrunk by ``aabb_scale`` about its centre: instant-ngp's unit cube,
+    the box a contracted field keeps uncontracted."""
+    centre, half = 0.5 * (aabb[0] + aabb[1]), 0.5 * (aabb[1] - aabb[0]) / max(float(aabb_scale), 1.0)
+    return torch.stack([centre - half, centre + half])
+
+
+def contracted_far(aabb: torch.Tensor, far: float) -> float:
+    """``max(far, CONTRACTED_FAR * largest side of aabb)``: rays of a contracted scene reach the background."""
+    return max(float(far), CONTRACTED_FAR * float((aabb[1] - aabb[0]).max()))

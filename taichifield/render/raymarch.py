@@ -403,6 +403,26 @@ class OccupancyGrid(nn.Module):
         R = self.resolution
         return flat.view(self.n_levels, R, R, R)
 
+    def occupied_at(self, x: torch.Tensor) -> torch.Tensor:
+        """(N,) bool: whether the cell holding each world point ``x`` (N, 3) is occupied (points
+        outside every cascade are not); the contracted grid looks the points up contracted."""
+        if self.contraction:
+            from .contraction import contract, to_box_units
+
+            u = (contract(to_box_units(x, self.aabb)) + 2.0) * 0.25  # [0, 1]^3 over the grid
+            lvl = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        else:
+            c, h = 0.5 * (self.aabb[0] + self.aabb[1]), 0.5 * (self.aabb[1] - self.aabb[0])
+            m = ((x - c) / h).abs().amax(-1)
+            lvl = torch.where(m > 1, torch.ceil(torch.log2(m.clamp(min=1.0))), torch.zeros_like(m)).long()
+            scale = (2.0 ** lvl.to(x.dtype))[:, None]
+            u = ((x - c) / (h * scale) + 1.0) * 0.5
+        R = self.resolution
+        ijk = (u * R).floor().long().clamp(0, R - 1)
+        inside = lvl < self.n_levels
+        flat = ((lvl.clamp(max=self.n_levels - 1) * R + ijk[:, 0]) * R + ijk[:, 1]) * R + ijk[:, 2]
+        return self.occupied_mask().reshape(-1)[flat] & inside
+
     def occupied_fraction(self) -> float:
         """Fraction of cells (all levels) currently marked occupied."""
         return float(self.occupied_mask().float().mean())

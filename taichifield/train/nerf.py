@@ -19,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -42,6 +43,7 @@ from ..metrics.image import psnr
 from ..pipelines.nerf import NerfModel
 from .loop import NonFiniteGuard, adam, log_interval, lr_schedule, rng_state, run_loop, set_rng_state
 from ..pipelines.nerf_render import render_nerf_rays, render_view
+from ..render.contraction import contracted_far, foreground_box, has_background
 
 __all__ = ["NerfTrainConfig", "NerfTrainResult", "NerfTrainer", "run_train_nerf", "default_run_dir"]
 
@@ -138,6 +140,12 @@ class NerfTrainer:
         views.c2w = views.c2w.to(dev)
         self.views = views
         aabb = views.aabb.to(dev)
+        if config.model.contraction is None:  # automatic: on for captures with background
+            config.model = dataclasses.replace(config.model, contraction=has_background(views.meta))
+        self.far = views.far
+        if config.model.contraction:  # the field's box is the foreground; the rest is contracted
+            aabb = foreground_box(aabb, float(views.meta.get("aabb_scale") or 1.0))
+            self.far = contracted_far(aabb, views.far)
         self.step_size = _step_size(aabb, config.render_steps)
         if config.grid_resolution is None:
             config.grid_resolution = 128 if dev.type == "cuda" else 64
@@ -178,7 +186,7 @@ class NerfTrainer:
     def _meta(self) -> dict[str, Any]:
         """The render settings a checkpoint carries (and the live model uses)."""
         v, config = self.views, self.config
-        return {"step_size": self.step_size, "near": v.near, "far": v.far, "eval_background": [1.0, 1.0, 1.0],
+        return {"step_size": self.step_size, "near": v.near, "far": self.far, "eval_background": [1.0, 1.0, 1.0],
                 "downscale": config.downscale, "width": v.width, "height": v.height}
 
     def _batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -211,7 +219,7 @@ class NerfTrainer:
             grid.bits.copy_(torch.where(grid.bits.any(), grid.bits, torch.full_like(grid.bits, -1)))
         n = self.n_rays
         rays_o, rays_d, gt, bg = self._batch(n)
-        out = render_nerf_rays(field, grid, rays_o, rays_d, near=self.views.near, far=self.views.far,
+        out = render_nerf_rays(field, grid, rays_o, rays_d, near=self.views.near, far=self.far,
                                step_size=self.step_size, background=bg, perturb=True, cull=bool(config.cull_samples))
         err = out["rgb"] - gt
         mse = (err * err).mean()
@@ -240,7 +248,7 @@ class NerfTrainer:
     def save(self, step: int) -> None:
         config = self.config
         if self.preview is not None:
-            held_out = self.preview.write(step, self.model.field, self.model.grid, self.step_size)
+            held_out = self.preview.write(step, self.model.field, self.model.grid, self.step_size, self.far)
             if held_out is not None:  # the held-out view's PSNR joins the curves
                 self.curves.history.record(step, {"test_psnr": held_out}, force=True)
         trainer = {"n_rays": self.n_rays, "psnr_ema": float(self.psnr_ema) if self.psnr_ema is not None else 0.0,
@@ -260,7 +268,7 @@ class NerfTrainer:
                           checkpoint_seconds=config.checkpoint_seconds, on_step=self.curves.on_step(progress), guard=self.guard,
                           log_every=log_interval(self.device))
         field.eval()
-        test_psnr = _test_psnr(config, field, grid, self.step_size) if config.eval_views else None
+        test_psnr = _test_psnr(config, field, grid, self.step_size, self.far) if config.eval_views else None
         train_psnr = float(self.psnr_ema) if self.psnr_ema is not None else 0.0
         metrics = {
             "steps": result.step, "seconds": round(time.monotonic() - t_train, 2), "train_seconds": round(result.seconds, 2),
@@ -284,8 +292,9 @@ class _ProgressView:
         self.failed = False
 
     @torch.no_grad()
-    def write(self, step: int, field: NerfField, grid: Any, step_size: float) -> float | None:
-        """Write ``step_XXXXX.png``; returns the view's PSNR (None without a test split)."""
+    def write(self, step: int, field: NerfField, grid: Any, step_size: float, far: float) -> float | None:
+        """Write ``step_XXXXX.png``; returns the view's PSNR (None without a test split).
+        Rays reach ``max(far, the view's far)`` (a contracted scene's background)."""
         from ..data import load_scene
         from ..metrics.image import psnr_images
 
@@ -302,15 +311,15 @@ class _ProgressView:
         was_training = field.training
         field.eval()
         img = render_view(field, grid, v.c2w[0], v.width, v.height, v.fx, v.fy, v.cx, v.cy,
-                          near=v.near, far=v.far, step_size=step_size, distortion=v.distortion)
+                          near=v.near, far=max(v.far, far), step_size=step_size, distortion=v.distortion)
         field.train(was_training)
         gt = v.rgb((1.0, 1.0, 1.0), index=0).reshape(img.shape)
         write_image(self.folder / f"step_{step:05d}.png", torch.cat([gt.cpu(), img.cpu()], dim=1))
         return psnr_images(img.cpu(), gt.cpu())
 
 
-def _test_psnr(config: NerfTrainConfig, field: NerfField, grid: Any, step_size: float) -> float:
-    """Mean PSNR over the first ``eval_views`` test views, on white."""
+def _test_psnr(config: NerfTrainConfig, field: NerfField, grid: Any, step_size: float, far: float) -> float:
+    """Mean PSNR over the first ``eval_views`` test views, on white (rays reach ``max(far, view far)``)."""
     from ..data import load_scene
     from ..metrics.image import psnr_images
 
@@ -322,6 +331,6 @@ def _test_psnr(config: NerfTrainConfig, field: NerfField, grid: Any, step_size: 
     vals = []
     for i in range(min(config.eval_views, len(test))):
         img = render_view(field, grid, test.c2w[i], test.width, test.height, test.fx, test.fy, test.cx, test.cy,
-                          near=test.near, far=test.far, step_size=step_size, distortion=test.distortion)
+                          near=test.near, far=max(test.far, far), step_size=step_size, distortion=test.distortion)
         vals.append(psnr_images(img, test.rgb((1.0, 1.0, 1.0), index=i)))
     return sum(vals) / max(len(vals), 1)
