@@ -219,3 +219,20 @@ def test_bad_inputs_are_refused_in_one_line(tmp_path: Path) -> None:
         (tmp_path / "one").mkdir()
         __import__("PIL.Image", fromlist=["Image"]).fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "one" / "a.png")
         run_poses(tmp_path / "one", tmp_path / "s2")
+
+
+def test_pycolmap_is_imported_lazily_and_its_absence_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, taichifield, taichifield.capture, taichifield.data, taichifield.cli.main; "
+            "assert 'pycolmap' not in sys.modules, 'pycolmap imported'")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    from taichifield.capture.sfm import import_pycolmap
+
+    monkeypatch.setitem(sys.modules, "pycolmap", None)  # as if not installed
+    with pytest.raises(InputError, match=r"^taichifield poses needs pycolmap: pip install 'taichifield\[capture\]'$"):
+        import_pycolmap()
+    with pytest.raises(InputError, match="--camera-model must be one of"):
+        PosesConfig(camera_model="FISHEYE")

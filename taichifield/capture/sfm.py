@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 POSES_ARTIFACTS = ("images", "database.db", "database.db-shm", "database.db-wal", "sparse", ".mapping",
                    "transforms.json", "points3D.ply")
 MATCHERS = ("auto", "exhaustive", "sequential")
+#: the models :mod:`taichifield.data.colmap_scene` reads back (the project's pinhole + OpenCV distortion)
+CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
 EXHAUSTIVE_UP_TO = 100
 _FEATURE_CHUNK = 8
 
@@ -70,6 +72,8 @@ class PosesConfig(Config):
             raise InputError("--frames and --every exclude each other: a target count or one frame in K")
         if self.matcher not in MATCHERS:
             raise InputError(f"--matcher must be one of {', '.join(MATCHERS)}, not {self.matcher!r}")
+        if self.camera_model not in CAMERA_MODELS:
+            raise InputError(f"--camera-model must be one of {', '.join(CAMERA_MODELS)}, not {self.camera_model!r}")
         if self.max_image_size < 32 or self.max_features < 64:
             raise InputError("--max-image-size must be >= 32 and --max-features >= 64")
 
@@ -89,7 +93,6 @@ class PosesResult:
     resumed: bool = False
     models: int = 1
     """Separate models mapping found (the largest is kept)."""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> str:
         """The one-line report."""
