@@ -17,6 +17,7 @@ render_app = typer.Typer(help="Render images and videos: NeRF novel views and or
 mesh_app = typer.Typer(help="Extract meshes with Taichi marching cubes: from an SDF checkpoint or a NeRF's density.", no_args_is_help=True)
 reconstruct_app = typer.Typer(help="Classical surface reconstruction baselines from point clouds (Poisson, Hoppe).", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks: Taichi kernels against reference implementations, same run, as ratios.", no_args_is_help=True)
+scene_app = typer.Typer(help="Make scenes with a ground-truth surface: Blender-format views of a mesh, for Chamfer benchmarks.", no_args_is_help=True)
 
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
@@ -24,3 +25,4 @@ app.add_typer(render_app, name="render")
 app.add_typer(mesh_app, name="mesh")
 app.add_typer(reconstruct_app, name="reconstruct")
 app.add_typer(bench_app, name="bench")
+app.add_typer(scene_app, name="scene")
