@@ -44,6 +44,9 @@ def _ints(text: str) -> list[int]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mesh", type=Path, default=DATA, help="GT mesh (default: the shared Stanford bunny)")
+    ap.add_argument("--input", type=Path, default=None,
+                    help="points to reconstruct from (e.g. the raw scans' bun.conf: normals estimated and oriented "
+                         "once, and both methods get those same normals); default: --points samples of --mesh")
     ap.add_argument("--points", type=int, default=100_000)
     ap.add_argument("--time-budget", type=float, default=300.0, help="seconds of training per model")
     ap.add_argument("--res", type=_ints, default=[256, 512], help="comma-separated marching-cubes resolutions")
@@ -56,6 +59,8 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="also print the rows as JSON")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (1: on a busy shared 2-core machine 2 threads were much slower)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override an SDFTrainConfig field (repeatable), e.g. --set surface_weight=10; printed with the result")
     ap.add_argument("--reuse", action="store_true", help="mesh existing OUT/<model>_<loss>/ckpt.pt instead of training")
     args = ap.parse_args()
     if args.quick:
@@ -71,24 +76,25 @@ def main() -> int:
     from taichifield.geometry.baselines import poisson_reconstruct
     from taichifield.geometry.extract import extract_mesh
     from taichifield.geometry.mesh_io import load_mesh, save_mesh
-    from taichifield.geometry.metrics import mesh_metrics
+    from taichifield.geometry.metrics import mesh_metrics, welded_watertight
     from taichifield.train.checkpoint import load_checkpoint
     from taichifield.train.sdf import SDFTrainConfig, load_sdf, train_sdf
 
     tf.init("cpu")
     torch.set_num_threads(args.threads)
     gt_v, gt_f = load_mesh(args.mesh)
-    data = load_oriented_points(args.mesh, n_samples=args.points, seed=0)
+    data = load_oriented_points(args.input or args.mesh, n_samples=args.points, seed=0)
     args.out.mkdir(parents=True, exist_ok=True)
     pts_file = args.out / "points.npy"
     np.save(pts_file, np.concatenate([data.points, data.normals], axis=1))
-    print(f"GT {args.mesh.name}: {len(gt_v)} vertices; {len(data.points)} oriented points; "
+    source = f"from {args.input}" if args.input else "sampled from it"
+    print(f"GT {args.mesh.name}: {len(gt_v)} vertices; {len(data.points)} oriented points {source}; "
           f"budget {args.time_budget:.0f} s/model; meshes at {args.res}; Poisson depths {args.depths}; "
           f"torch threads {torch.get_num_threads()}")
 
     def score(method: str, v: np.ndarray, f: np.ndarray, **extra: float) -> dict:
         row = {"method": method, "steps": 0, "train_s": 0.0, "mesh_s": 0.0, **extra,
-               "faces": int(len(f)), "weld_ok": _welded_watertight(f, v)}
+               "faces": int(len(f)), "weld_ok": welded_watertight(f, v)}
         row.update(mesh_metrics(v, f, gt_v, gt_f, n_samples=args.samples, seed=0))
         return row
 
@@ -101,6 +107,15 @@ def main() -> int:
         _print_row(rows[-1], rows[1])
     ref = rows[1]
 
+    overrides = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        try:
+            overrides[key] = json.loads(value)  # numbers, true/false, lists, dicts
+        except json.JSONDecodeError:
+            overrides[key] = value
+    if overrides:
+        print("changed from the CLI defaults:", ", ".join(f"{k}={v}" for k, v in overrides.items()))
     runs = ALL_RUNS if args.all else [r for r in args.runs.split(",") if r]
     for run in runs:
         model, loss = run.split(":")
@@ -110,7 +125,7 @@ def main() -> int:
             steps = sdf.step
             train_s = float(load_checkpoint(run_dir / "ckpt.pt", "sdf")["meta"].get("train_seconds", float("nan")))
         else:
-            cfg = SDFTrainConfig(model=model, loss=loss, steps=10**7, time_budget=args.time_budget)
+            cfg = SDFTrainConfig(model=model, loss=loss, steps=10**7, time_budget=args.time_budget, **overrides)
             result = train_sdf(pts_file, run_dir, cfg)
             sdf = load_sdf(run_dir)
             steps, train_s = result.step, result.seconds
@@ -140,21 +155,6 @@ def main() -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
     return 0
-
-
-def _welded_watertight(faces: np.ndarray, vertices: np.ndarray) -> bool:
-    """Every edge in exactly two faces, and no face with a repeated vertex, once exactly
-    coincident vertices are merged (as trimesh / Open3D / MeshLab weld)."""
-    f = np.asarray(faces, np.int64)
-    if len(f) == 0:
-        return False
-    _, inverse = np.unique(np.asarray(vertices), axis=0, return_inverse=True)
-    wf = inverse.reshape(-1)[f]
-    if np.any((wf[:, 0] == wf[:, 1]) | (wf[:, 1] == wf[:, 2]) | (wf[:, 0] == wf[:, 2])):
-        return False
-    e = np.sort(np.concatenate([wf[:, [0, 1]], wf[:, [1, 2]], wf[:, [2, 0]]]), axis=1)
-    _, uses = np.unique(e, axis=0, return_counts=True)
-    return bool(np.all(uses == 2))
 
 
 def _print_row(row: dict, ref: dict) -> None:
