@@ -215,14 +215,10 @@ def mesh_nerf(ckpt: PathArg, out: PathArg, *, resolution: int = 256, threshold: 
     loaded = load_nerf(ckpt)
     field, grid = loaded.field, loaded.grid
     # density the occupancy grid calls empty is never rendered: the mesh shows what renders
-    occupied = grid.occupied_mask()[0]  # (R, R, R), level 0 covers the field's box
-    lo, hi, R = grid.aabb[0], grid.aabb[1], grid.resolution
 
     def fn(x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            cell = ((x - lo) / (hi - lo) * R).long().clamp_(0, R - 1)
-            seen = occupied[cell[:, 0], cell[:, 1], cell[:, 2]]
-            return threshold - field.density(x) * seen
+        with torch.no_grad():  # the grid looks x up in its own space (cascades or contracted)
+            return threshold - field.density(x) * grid.occupied_at(x)
 
     verts, faces = extract_mesh(fn, resolution, field.aabb.cpu(), level=0.0, distance_field=False)
     if len(faces) == 0:
