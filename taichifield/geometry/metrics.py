@@ -36,7 +36,7 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["mesh_metrics", "sample_surface", "FSCORE_FRACTIONS", "DISTANCE_KEYS"]
+__all__ = ["mesh_metrics", "sample_surface", "welded_watertight", "FSCORE_FRACTIONS", "DISTANCE_KEYS"]
 
 #: F-score thresholds as fractions of the GT bounding-box diagonal, and their key suffixes
 FSCORE_FRACTIONS = {"0.5%": 0.005, "1%": 0.01}
@@ -63,6 +63,30 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, rng: np.rand
                            seed=int(rng.integers(2**63)))
     except InputError as exc:
         raise InputError(f"{name}: {exc}") from None
+
+
+def welded_watertight(faces: Any, vertices: Any) -> bool:
+    """True when the mesh is closed and manifold once exactly coincident vertices are merged
+    (as trimesh / Open3D / MeshLab weld): every edge in exactly two faces, and no face with a
+    repeated vertex. Marching cubes gives each cell its own vertex copies, so an unwelded
+    check would call any such mesh open.
+
+    Args:
+        faces: (F, 3) ints. vertices: (V, 3).
+
+    Returns:
+        False for an empty mesh.
+    """
+    f = np.asarray(faces, np.int64)
+    if len(f) == 0:
+        return False
+    _, inverse = np.unique(np.asarray(vertices), axis=0, return_inverse=True)
+    wf = inverse.reshape(-1)[f]
+    if np.any((wf[:, 0] == wf[:, 1]) | (wf[:, 1] == wf[:, 2]) | (wf[:, 0] == wf[:, 2])):
+        return False
+    e = np.sort(np.concatenate([wf[:, [0, 1]], wf[:, [1, 2]], wf[:, [2, 0]]]), axis=1)
+    _, uses = np.unique(e, axis=0, return_counts=True)
+    return bool(np.all(uses == 2))
 
 
 def _check(name: str, v: Any, f: Any) -> tuple[np.ndarray, np.ndarray]:
