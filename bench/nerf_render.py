@@ -30,6 +30,7 @@ def main() -> int:
     ap.add_argument("ckpt", type=Path, help="a NeRF run folder or ckpt.pt")
     ap.add_argument("--scene", default=None, help="scene folder (default: the one the run was trained on)")
     ap.add_argument("--views", type=int, default=4)
+    ap.add_argument("--downscale", type=int, default=None, help="image downscale (default: the training one)")
     ap.add_argument("--arch", default="cpu")
     args = ap.parse_args()
 
@@ -48,7 +49,8 @@ def main() -> int:
     if scene is None:
         print("the checkpoint names no scene: pass --scene", file=sys.stderr)
         return 2
-    views = load_scene(scene, "test", int(model.meta.get("downscale", 1)))
+    k = args.downscale if args.downscale is not None else int(model.meta.get("downscale", 1))
+    views = load_scene(scene, "test", k)
     bg = torch.tensor(model.background, dtype=torch.float32, device=model.device)
     print(f"{scene}: {views.width}x{views.height}, {min(args.views, len(views))} test views, "
           f"step {model.step_size:.4g}, torch threads {torch.get_num_threads()}, "

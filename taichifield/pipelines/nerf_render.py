@@ -105,7 +105,7 @@ def _visible_fn(field: NerfField, rays_o: torch.Tensor, rays_d: torch.Tensor
 
 
 def render_rays_chunked(field: NerfField, grid: Any, rays_o: torch.Tensor, rays_d: torch.Tensor, *,
-                        background: torch.Tensor, chunk: int = 1 << 16, near: float, far: float,
+                        background: torch.Tensor, chunk: int = 1 << 15, near: float, far: float,
                         step_size: float) -> dict[str, torch.Tensor]:
     """Inference rendering of many rays (R, 3): rgb (R, 3), depth (R,), opacity (R,).
 

@@ -40,7 +40,7 @@ Bound = Union[float, torch.Tensor]
 def render_rays_rounds(rays_o: torch.Tensor, rays_d: torch.Tensor, rgb_sigma_fn: RgbSigmaFn, *,
                        grid: OccupancyGrid, near: Bound, far: Bound, step_size: Optional[float] = None,
                        background: Optional[torch.Tensor] = None, budget: int = 1 << 18,
-                       min_samples: int = 4, max_samples: int = 64, cone_angle: float = 0.0,
+                       min_samples: int = 16, max_samples: int = 64, cone_angle: float = 0.0,
                        max_rounds: int = 100_000) -> dict[str, Union[torch.Tensor, int]]:
     """Render rays (no gradients) by marching and compositing in rounds.
 
