@@ -3,7 +3,7 @@
 Defaults and help texts live here once: ``taichifield train nerf|sdf|image`` reads both from
 these classes (:meth:`taichifield.config.Config.field_doc`), the trainers take them, and the
 checkpoints store them (:meth:`~taichifield.config.Config.to_dict`). Validation is in
-``__post_init__`` and raises one-line :class:`~taichifield.errors.InputError`\ s.
+``__post_init__`` and raises one-line :class:`~taichifield.errors.InputError` exceptions.
 """
 
 from __future__ import annotations
