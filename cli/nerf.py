@@ -78,7 +78,7 @@ def train_nerf_command(
                              model=NerfConfig(encoding=encoding, log2_table_size=log2_table_size,  # type: ignore[arg-type]
                                               contraction=contraction))
     chosen = start_runtime(arch, seed)
-    from taichifield.runfolder import check_run_folder, claim_run_dir, first_missing, open_run
+    from taichifield.runfolder import check_run_folder, claim_new_run, open_run
     from taichifield.train.nerf import default_run_dir, run_train_nerf
 
     # --resume RUN continues RUN/ckpt.pt in place; into another --out (or from a file not named
@@ -103,10 +103,7 @@ def train_nerf_command(
         check_training_views(load_scene(scene, "train", downscale))
     created = None
     if out is None:
-        base = default_run_dir(scene or "scene")
-        created = first_missing(base)
-        out = claim_run_dir(base)
-        created = created or out
+        out, created = claim_new_run(default_run_dir(scene or "scene"))
     config.out = str(out)
     label = Path(scene).name if scene else Path(resume).name  # type: ignore[arg-type]
     with open_run(out, resume=continues, overwrite=overwrite, created=created), \

@@ -56,7 +56,7 @@ def train_neus_command(
                              target_samples=target_samples, eikonal_weight=eikonal_weight, grid_resolution=grid_resolution,
                              model=NeuSConfig(log2_table_size=log2_table_size))
     chosen = start_runtime(arch, seed)
-    from taichifield.runfolder import check_run_folder, claim_run_dir, first_missing, open_run
+    from taichifield.runfolder import check_run_folder, claim_new_run, open_run
     from taichifield.train.neus import default_run_dir, run_train_neus
 
     resume_ckpt = None if resume is None else (resume if resume.is_file() else resume / "ckpt.pt")
@@ -78,10 +78,7 @@ def train_neus_command(
         check_training_views(load_scene(scene, "train", downscale))
     created = None
     if out is None:
-        base = default_run_dir(scene or "scene")
-        created = first_missing(base)
-        out = claim_run_dir(base)
-        created = created or out
+        out, created = claim_new_run(default_run_dir(scene or "scene"))
     config.out = str(out)
     label = Path(scene).name if scene else Path(resume).name  # type: ignore[arg-type]
     with open_run(out, resume=continues, overwrite=overwrite, created=created), \

@@ -34,9 +34,9 @@ def _mesh_out(out: Path, overwrite: bool) -> None:
 
 
 def _default_sdf_run(points: Path) -> Path:
-    import time
+    from taichifield.runfolder import timestamped_run
 
-    return Path("runs") / f"sdf-{points.stem or 'points'}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return timestamped_run("sdf", points.stem or "points")
 
 
 # ----------------------------------------------------------------------------- train sdf
@@ -90,7 +90,7 @@ def train_sdf_cmd(
     """
     from taichifield.data.points import validate_points_file
     from taichifield.errors import InputError
-    from taichifield.runfolder import check_run_folder, claim_run_dir, first_missing, open_run
+    from taichifield.runfolder import check_run_folder, claim_new_run, open_run
 
     check_positive(checkpoint_every=checkpoint_every, time_budget=time_budget)  # the CLI wants a budget > 0
     # the config validates the training options (one-line errors) before anything is written
@@ -103,10 +103,7 @@ def train_sdf_cmd(
         check_run_folder(out, resume=resume, overwrite=overwrite)  # before reading the input: it writes nothing
     validate_points_file(points)  # bad or degenerate input is refused before an earlier run is touched
     if out is None:
-        base = _default_sdf_run(points)
-        created = first_missing(base)
-        out = claim_run_dir(base)
-        created = created or out
+        out, created = claim_new_run(_default_sdf_run(points))
     with open_run(out, resume=resume, overwrite=overwrite, created=created):
         note_run(out)
         typer.echo(run_train_sdf(

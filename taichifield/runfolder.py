@@ -22,6 +22,7 @@ import errno
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -260,6 +261,23 @@ def claim_run_dir(base: Path) -> Path:
             continue
         return candidate
     raise InputError(f"{base}: 9999 run folders of this name exist already; choose --out")
+
+
+def timestamped_run(method: str, name: str) -> Path:
+    """The default run folder ``runs/<method>-<name>-<YYYYmmdd-HHMMSS>`` (not created)."""
+    return Path("runs") / f"{method}-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def claim_new_run(base: Path) -> tuple[Path, Path]:
+    """Claim a fresh default run folder: ``base`` or ``base-2``, ... (:func:`claim_run_dir`).
+
+    Returns:
+        the folder, and the topmost folder this created (``runs/`` itself on a first run),
+        which :func:`open_run` removes again when the run is refused before it starts.
+    """
+    created = first_missing(base)
+    out = claim_run_dir(base)
+    return out, created or out
 
 
 def check_output_file(path: Path, overwrite: bool, option: str = "--out") -> None:

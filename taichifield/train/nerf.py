@@ -44,6 +44,7 @@ from ..pipelines.nerf import NerfModel
 from .loop import NonFiniteGuard, adam, log_interval, lr_schedule, rng_state, run_loop, set_rng_state
 from ..pipelines.nerf_render import render_nerf_rays, render_view
 from ..render.contraction import contracted_far, foreground_box, has_background
+from ..runfolder import timestamped_run
 
 __all__ = ["NerfTrainConfig", "NerfTrainResult", "NerfTrainer", "run_train_nerf", "default_run_dir"]
 
@@ -63,8 +64,8 @@ class NerfTrainResult:
 
 
 def default_run_dir(scene: str) -> Path:
-    name = Path(scene.rstrip("/")).name or "scene"
-    return Path("runs") / f"nerf-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    """``runs/nerf-<scene>-<time>`` (:func:`taichifield.runfolder.timestamped_run`)."""
+    return timestamped_run("nerf", Path(scene.rstrip("/")).name or "scene")
 
 
 def _step_size(aabb: torch.Tensor, render_steps: int) -> float:

@@ -35,6 +35,7 @@ import torch
 from .. import runtime
 from ..atomic import atomic_path
 from ..errors import InputError
+from ..runfolder import timestamped_run
 from ..images import write_image
 from ..metrics.image import psnr
 from ..pipelines.neus import NeuSModel, render_neus_rays, sdf_density_fn
@@ -63,8 +64,8 @@ class NeuSTrainResult:
 
 
 def default_run_dir(scene: str) -> Path:
-    name = Path(scene.rstrip("/")).name or "scene"
-    return Path("runs") / f"neus-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    """``runs/neus-<scene>-<time>`` (:func:`taichifield.runfolder.timestamped_run`)."""
+    return timestamped_run("neus", Path(scene.rstrip("/")).name or "scene")
 
 
 def run_train_neus(config: NeuSTrainConfig, *, resume: str | os.PathLike[str] | None = None,
