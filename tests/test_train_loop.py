@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from taichifield.train import loop as loop_module
-from taichifield.train.loop import NonFiniteGuard, TrainingDiverged, adam, rng_state, run_loop, set_rng_state
+from taichifield.train.loop import (NonFiniteGuard, RunProgress, TrainingDiverged, adam, lr_schedule, rng_state, run_loop,
+                                    set_rng_state)
 
 
 def test_loop_runs_all_steps_and_saves_at_end():
@@ -161,3 +162,46 @@ def test_adam_is_fused_on_cpu_and_matches_the_unfused_update():
     # groups (as the NeRF trainer passes them) work too
     groups = adam([{"params": [a[0]], "lr": 1e-3}, {"params": [a[1]]}], lr=1e-2)
     assert groups.param_groups[0]["lr"] == 1e-3 and groups.defaults["fused"]
+
+
+def test_run_progress_without_a_budget_is_the_step_fraction():
+    p = RunProgress(200)
+    assert [p(0), p(50), p(200), p(400)] == [0.0, 0.25, 1.0, 1.0]
+    assert p(10) == 0.05  # a pure function of the step: resumed runs repeat the schedule exactly
+
+
+def test_run_progress_follows_the_time_budget_when_it_ends_the_run_first(fake_clock: list[float]):
+    p = RunProgress(20000, time_budget=600.0)
+    assert p(0) == 0.0  # the clock starts at the first call
+    fake_clock[0] += 300.0
+    assert p(10) == pytest.approx(0.5)  # 10 of 20000 steps, but half of the budget
+    fake_clock[0] += 60.0
+    assert p(12) == pytest.approx(0.6)
+    assert p(15000) == pytest.approx(0.75)  # the steps can be ahead of the clock
+    assert p(14000) == pytest.approx(0.75)  # and it never goes back
+    fake_clock[0] += 1000.0
+    assert p(16000) == 1.0
+
+
+def test_run_progress_of_a_resumed_run_spends_its_new_budget_on_the_rest(fake_clock: list[float]):
+    p = RunProgress(20000, time_budget=100.0, start=0.5)
+    assert p(700) == pytest.approx(0.5)
+    fake_clock[0] += 50.0
+    assert p(800) == pytest.approx(0.75)
+
+
+def test_nerf_lr_decays_within_a_time_budget(fake_clock: list[float]):
+    """A 600 s CPU run makes ~1.4k of its 20k steps: its lr must still drop at 50/75/90% of the run."""
+    from taichifield.train.nerf import _lr_factor
+
+    w = torch.nn.Parameter(torch.zeros(3))
+    opt = torch.optim.SGD([w], lr=1e-2)
+    progress = RunProgress(20000, time_budget=600.0)
+    sched = lr_schedule(opt, 1e-2, lambda s: _lr_factor(progress(s), True), NonFiniteGuard(opt))
+    lrs = []
+    for _ in range(4):
+        fake_clock[0] += 160.0  # 4 steps of 160 s: 27%, 53%, 80%, 100% of the budget
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs == pytest.approx([1e-2, 1e-2 * 0.33, 1e-2 * 0.33**2, 1e-2 * 0.33**3])

@@ -54,7 +54,8 @@ class NerfTrainConfig(Config):
     weight_decay: float = 1e-6
     """L2 weight decay on the MLP weights only (not the hash table)."""
     lr_decay: bool = True
-    """Multiply lr by 0.33 at 50%, 75% and 90% of ``steps`` (Instant-NGP/nerfacc schedule)."""
+    """Multiply lr by 0.33 at 50%, 75% and 90% of the run (Instant-NGP/nerfacc schedule): of
+    ``steps``, or of ``time_budget`` when that ends the run first (``train.loop.RunProgress``)."""
     loss: Literal["mse", "huber"] = "mse"
     """Photometric loss; ``huber`` uses delta 0.1."""
     target_samples: int | None = None
@@ -124,7 +125,8 @@ class NeuSTrainConfig(Config):
     eps: float = 1e-15
     """Adam epsilon."""
     warmup_steps: int = 200
-    """Linear learning-rate warm-up steps; then exponential decay to 0.1x at the last step."""
+    """Linear learning-rate warm-up steps; then exponential decay to 0.1x at the end of the run
+    (the last step, or the end of ``time_budget`` when that comes first)."""
     eikonal_weight: float = 0.1
     """Weight of the eikonal term mean((|grad sdf| - 1)^2) over the rendered samples (NeuS: 0.1)."""
     curvature_weight: float = 0.0
@@ -138,7 +140,8 @@ class NeuSTrainConfig(Config):
     """Neuralangelo's coarse-to-fine numerical gradient: the finite-difference step starts at this
     many finest-level cells and shrinks geometrically to one cell by ``fd_anneal_fraction`` of the run."""
     fd_anneal_fraction: float = 0.5
-    """Fraction of ``steps`` after which the finite-difference step is one finest-level cell."""
+    """Fraction of the run (of ``steps``, or of ``time_budget`` when that ends the run first) after
+    which the finite-difference step is one finest-level cell."""
     target_samples: int | None = None
     """Samples per step (the batch budget); None: 2^18 on CUDA, 2^15 on the CPU."""
     init_rays: int = 256

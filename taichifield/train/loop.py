@@ -43,6 +43,7 @@ __all__ = [
     "TrainingDiverged",
     "NonFiniteGuard",
     "lr_schedule",
+    "RunProgress",
     "log_interval",
     "LoopResult",
     "run_loop",
@@ -150,6 +151,40 @@ GPU_LOG_EVERY = 25
 def log_interval(device: torch.device) -> int:
     """``log_every`` for :func:`run_loop` on ``device``: 1 on the CPU, :data:`GPU_LOG_EVERY` elsewhere."""
     return 1 if torch.device(device).type == "cpu" else GPU_LOG_EVERY
+
+
+class RunProgress:
+    """How far a run is, in [0, 1]: what every schedule (lr decay, annealing) reads.
+
+    Without a time budget it is ``step / total_steps``: deterministic, so a resumed run
+    continues exactly like an uninterrupted one. With ``--time-budget`` the budget usually
+    ends the run long before ``total_steps`` (on the CPU a 600 s NeRF run makes ~1.4k of
+    20k steps), and a step-only schedule would never decay; so it is
+    ``max(step / total_steps, f0 + (1 - f0) * seconds / time_budget)``, with ``seconds``
+    counted from the first call and ``f0`` the progress a resumed run had reached (its new
+    budget covers the rest of the schedule); then it never decreases. Trainers store
+    :attr:`last` in their checkpoints.
+    """
+
+    def __init__(self, total_steps: int, time_budget: float | None = None, start: float = 0.0) -> None:
+        self.total_steps = max(int(total_steps), 1)
+        self.time_budget = float(time_budget) if time_budget else None
+        self.start = min(max(float(start), 0.0), 1.0)
+        self.last = self.start
+        self._t0: float | None = None
+
+    def __call__(self, step: int) -> float:
+        """Progress at ``step`` (the clock starts at the first call)."""
+        p = min(step / self.total_steps, 1.0)
+        if self.time_budget is None:  # a pure function of the step
+            self.last = p
+            return p
+        now = time.monotonic()
+        if self._t0 is None:
+            self._t0 = now
+        p = max(p, self.start + (1.0 - self.start) * (now - self._t0) / self.time_budget)
+        self.last = max(self.last, min(p, 1.0))
+        return self.last
 
 
 def lr_schedule(optimizer: torch.optim.Optimizer, base_lr: float, factor: Callable[[int], float],

@@ -41,7 +41,7 @@ from .configs import NerfTrainConfig
 from .curves import RunCurves
 from ..metrics.image import psnr
 from ..pipelines.nerf import NerfModel
-from .loop import NonFiniteGuard, adam, log_interval, lr_schedule, rng_state, run_loop, set_rng_state
+from .loop import NonFiniteGuard, RunProgress, adam, log_interval, lr_schedule, rng_state, run_loop, set_rng_state
 from ..pipelines.nerf_render import render_nerf_rays, render_view
 from ..render.contraction import contracted_far, foreground_box, has_background
 from ..runfolder import timestamped_run
@@ -77,11 +77,12 @@ CULL_COST = 0.43
 field forward and backward (measured on the CPU by bench nerf-throughput)."""
 
 
-def _lr_factor(step: int, total: int, enabled: bool) -> float:
-    """MultiStepLR's factor: 0.33 at each of 50%, 75% and 90% of the run (Instant-NGP/nerfacc)."""
+def _lr_factor(progress: float, enabled: bool) -> float:
+    """MultiStepLR's factor: 0.33 at each of 50%, 75% and 90% of the run (Instant-NGP/nerfacc);
+    ``progress`` in [0, 1] is :class:`~taichifield.train.loop.RunProgress`'s (steps or time budget)."""
     if not enabled:
         return 1.0
-    return 0.33 ** sum(step >= int(total * f) for f in (0.5, 0.75, 0.9))
+    return 0.33 ** sum(progress >= f for f in (0.5, 0.75, 0.9))
 
 
 def run_train_nerf(
@@ -164,7 +165,7 @@ class NerfTrainer:
         self.n_rays = config.init_rays
         self.psnr_ema: torch.Tensor | None = None
         self.start_step = 0
-        lr_scale = 1.0
+        lr_scale, progress = 1.0, 0.0
         if ckpt is not None:
             self.model.load_state_dict({k: v.to(dev) for k, v in ckpt["state"].items()})
             self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -175,8 +176,10 @@ class NerfTrainer:
             # version 1 stored the backed-off base lr instead of the scale
             lr_scale = float(trainer.get("lr_scale", float(trainer.get("base_lr", config.lr)) / config.lr))
             self.start_step = int(ckpt["step"])
+            progress = float(trainer.get("progress", self.start_step / max(config.steps, 1)))
         self.guard = NonFiniteGuard(self.optimizer, lr_scale=lr_scale)
-        self.scheduler = lr_schedule(self.optimizer, config.lr, lambda step: _lr_factor(step, config.steps, config.lr_decay),
+        self.progress = RunProgress(config.steps, config.time_budget, start=progress)
+        self.scheduler = lr_schedule(self.optimizer, config.lr, lambda step: _lr_factor(self.progress(step), config.lr_decay),
                                      self.guard, self.start_step)
 
         self.last_t = time.monotonic()
@@ -253,7 +256,7 @@ class NerfTrainer:
             if held_out is not None:  # the held-out view's PSNR joins the curves
                 self.curves.history.record(step, {"test_psnr": held_out}, force=True)
         trainer = {"n_rays": self.n_rays, "psnr_ema": float(self.psnr_ema) if self.psnr_ema is not None else 0.0,
-                   "lr_scale": self.guard.lr_scale}
+                   "lr_scale": self.guard.lr_scale, "progress": self.progress.last}
         save_checkpoint(self.run_dir / "ckpt.pt", "nerf",
                         {"model": config.model.to_dict(), "train": config.to_dict(), "scene": config.scene},
                         self.model.state_dict(), optimizer=self.optimizer.state_dict(), rng=rng_state(), step=step,

@@ -42,7 +42,7 @@ from ..pipelines.neus import NeuSModel, render_neus_rays, sdf_density_fn
 from .checkpoint import load_checkpoint, save_checkpoint
 from .configs import NeuSTrainConfig
 from .curves import RunCurves
-from .loop import NonFiniteGuard, adam, log_interval, rng_state, run_loop, set_rng_state
+from .loop import NonFiniteGuard, RunProgress, adam, log_interval, rng_state, run_loop, set_rng_state
 
 __all__ = ["NeuSTrainConfig", "NeuSTrainResult", "NeuSTrainer", "run_train_neus", "default_run_dir"]
 
@@ -90,19 +90,20 @@ def run_train_neus(config: NeuSTrainConfig, *, resume: str | os.PathLike[str] | 
     return NeuSTrainer(config, ckpt, scene_progress=scene_progress).run(progress)
 
 
-def lr_factor(step: int, config: NeuSTrainConfig) -> float:
-    """Linear warm-up over ``warmup_steps``, then exponential decay reaching 0.1 at ``steps``."""
+def lr_factor(step: int, progress: float, config: NeuSTrainConfig) -> float:
+    """Linear warm-up over ``warmup_steps``, then exponential decay reaching 0.1 at the end of the
+    run; ``progress`` in [0, 1] is :class:`~taichifield.train.loop.RunProgress`'s."""
     if step < config.warmup_steps:
         return (step + 1) / config.warmup_steps
-    span = max(config.steps - config.warmup_steps, 1)
-    return 0.1 ** (min(step - config.warmup_steps, span) / span)
+    start = min(config.warmup_steps / max(config.steps, 1), 0.5)
+    return 0.1 ** min(max(progress - start, 0.0) / (1.0 - start), 1.0)
 
 
-def fd_step(step: int, config: NeuSTrainConfig, min_step: float) -> float:
-    """Coarse-to-fine finite-difference step (world units): ``fd_step_start`` finest cells at step 0,
-    geometrically down to one cell at ``fd_anneal_fraction * steps``."""
-    progress = min(step / max(config.fd_anneal_fraction * config.steps, 1.0), 1.0)
-    return min_step * max(config.fd_step_start, 1.0) ** (1.0 - progress)
+def fd_step(progress: float, config: NeuSTrainConfig, min_step: float) -> float:
+    """Coarse-to-fine finite-difference step (world units): ``fd_step_start`` finest cells at the
+    start, geometrically down to one cell at ``fd_anneal_fraction`` of the run (``progress`` in [0, 1])."""
+    p = min(progress / max(config.fd_anneal_fraction, 1e-9), 1.0)
+    return min_step * max(config.fd_step_start, 1.0) ** (1.0 - p)
 
 
 class NeuSTrainer:
@@ -144,7 +145,7 @@ class NeuSTrainer:
         self.psnr_ema: torch.Tensor | None = None
         self.grid_ready = False
         self.start_step = 0
-        lr_scale = 1.0
+        lr_scale, progress = 1.0, 0.0
         if ckpt is not None:
             self.model.load_state_dict({k: v.to(dev) for k, v in ckpt["state"].items()})
             self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -154,7 +155,9 @@ class NeuSTrainer:
             self.psnr_ema = torch.tensor(float(trainer["psnr_ema"]), device=dev) if trainer["psnr_ema"] else None
             lr_scale = float(trainer.get("lr_scale", 1.0))
             self.start_step = int(ckpt["step"])
+            progress = float(trainer.get("progress", self.start_step / max(config.steps, 1)))
         self.guard = NonFiniteGuard(self.optimizer, lr_scale=lr_scale)
+        self.progress = RunProgress(config.steps, config.time_budget, start=progress)
         self.scheduler = self._scheduler([config.lr, config.lr, config.variance_lr])
         self.model.meta = self._meta(self.start_step)
         self.last_t = time.monotonic()
@@ -164,13 +167,13 @@ class NeuSTrainer:
 
     def _scheduler(self, base_lrs: list[float]) -> torch.optim.lr_scheduler.LambdaLR:
         """:func:`taichifield.train.loop.lr_schedule` with one base lr per group (the variance has its own)."""
-        config, guard = self.config, self.guard
+        config, guard, progress = self.config, self.guard, self.progress
         for group, base in zip(self.optimizer.param_groups, base_lrs):
             group["initial_lr"] = float(base)
-        sched = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, config) * guard.lr_scale)
+        sched = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, progress(s), config) * guard.lr_scale)
         sched.last_epoch = self.start_step
         for group, base in zip(self.optimizer.param_groups, sched.base_lrs):
-            group["lr"] = base * lr_factor(self.start_step, config) * guard.lr_scale
+            group["lr"] = base * lr_factor(self.start_step, progress(self.start_step), config) * guard.lr_scale
         return sched
 
     def _meta(self, step: int) -> dict[str, Any]:
@@ -178,7 +181,7 @@ class NeuSTrainer:
         v, config = self.views, self.config
         return {"step_size": self.step_size, "near": v.near, "far": v.far, "eval_background": [1.0, 1.0, 1.0],
                 "downscale": config.downscale, "width": v.width, "height": v.height,
-                "fd_step": fd_step(step, config, self.model.field.min_fd_step)}
+                "fd_step": fd_step(self.progress(step), config, self.model.field.min_fd_step)}
 
     def _batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """``n`` random training pixels: rays (n, 3) x2, target colours (n, 3), backgrounds (n, 3),
@@ -201,7 +204,7 @@ class NeuSTrainer:
     def step(self, step: int) -> dict[str, Any]:
         config, grid, field = self.config, self.model.grid, self.model.field
         lr = self.optimizer.param_groups[0]["lr"]
-        field.fd_step = fd_step(step, config, field.min_fd_step)
+        field.fd_step = fd_step(self.progress(step), config, field.min_fd_step)
         if step >= config.grid_start and grid.update(step, sdf_density_fn(field, grid), update_every=GRID_UPDATE_EVERY):
             # no cell near the zero level (a field drifting away early): march everywhere, not nowhere
             grid.bits.copy_(torch.where(grid.bits.any(), grid.bits, torch.full_like(grid.bits, -1)))
@@ -246,7 +249,8 @@ class NeuSTrainer:
             if held_out is not None:
                 self.curves.history.record(step, {"test_psnr": held_out}, force=True)
         trainer = {"n_rays": self.n_rays, "psnr_ema": float(self.psnr_ema) if self.psnr_ema is not None else 0.0,
-                   "lr_scale": self.guard.lr_scale, "grid_ready": self.grid_ready}
+                   "lr_scale": self.guard.lr_scale, "grid_ready": self.grid_ready,
+                   "progress": self.progress.last}
         save_checkpoint(self.run_dir / "ckpt.pt", "neus",
                         {"model": config.model.to_dict(), "train": config.to_dict(), "scene": config.scene},
                         self.model.state_dict(), optimizer=self.optimizer.state_dict(), rng=rng_state(), step=step,

@@ -37,7 +37,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from ..images import write_image
 from .configs import MODEL_DEFAULTS, SDFTrainConfig
 from .curves import RunCurves
-from .loop import LoopResult, NonFiniteGuard, adam, log_interval, lr_schedule, rng_state, run_loop, set_rng_state
+from .loop import LoopResult, NonFiniteGuard, RunProgress, adam, log_interval, lr_schedule, rng_state, run_loop, set_rng_state
 
 __all__ = ["SDFTrainConfig", "SDFModel", "SDFTrainer", "train_sdf", "load_sdf", "MODEL_DEFAULTS", "field_device"]
 
@@ -217,8 +217,8 @@ class SDFTrainer:
     rate schedule and clock. :func:`train_sdf` builds one and calls :meth:`run`.
 
     The learning rate is ``lr * lr_final_ratio ** progress`` times the guard's back-off
-    (:func:`~taichifield.train.loop.lr_schedule`), ``progress = max(step / steps,
-    seconds / time_budget)``. Batches are drawn on the field's device from a generator of
+    (:func:`~taichifield.train.loop.lr_schedule`), ``progress`` a
+    :class:`~taichifield.train.loop.RunProgress` (steps, or the time budget when it ends the run first). Batches are drawn on the field's device from a generator of
     that device; each step returns its loss terms as tensors (read when the loop logs).
     """
 
@@ -241,7 +241,7 @@ class SDFTrainer:
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.opt = adam(self.model.parameters(), lr=float(cfg.lr))  # type: ignore[arg-type]  # resolved
         self.start, self.elapsed0 = 0, 0.0
-        lr_scale = 1.0
+        lr_scale, progress = 1.0, 0.0
         if ckpt is not None:
             self.model.load_state_dict(ckpt["state"])
             if ckpt.get("optimizer"):
@@ -249,18 +249,17 @@ class SDFTrainer:
             set_rng_state(ckpt.get("rng"), self.gen)
             self.start, self.elapsed0 = int(ckpt["step"]), float(ckpt["meta"].get("train_seconds", 0.0))
             lr_scale = float(ckpt["meta"].get("lr_scale", 1.0))
+            progress = float(ckpt["meta"].get("progress", self.start / max(cfg.steps, 1)))
         self.guard = NonFiniteGuard(self.opt, lr_scale=lr_scale)
         self.t0 = time.monotonic()
+        self.progress = RunProgress(cfg.steps, cfg.time_budget, start=progress)
         self.scheduler = lr_schedule(self.opt, float(cfg.lr), self.lr_factor, self.guard, self.start)  # type: ignore[arg-type]
 
         self.loss_fn = _loss_fn(self.model, self.sampler, cfg, self.gen)
 
     def lr_factor(self, step: int) -> float:
         """The schedule's factor for ``step`` (before the guard's back-off)."""
-        progress = step / self.cfg.steps
-        if self.cfg.time_budget:
-            progress = max(progress, (time.monotonic() - self.t0) / self.cfg.time_budget)
-        return self.cfg.lr_final_ratio ** min(progress, 1.0)
+        return self.cfg.lr_final_ratio ** self.progress(step)
 
     def step(self, step: int) -> dict[str, torch.Tensor]:
         loss, terms = self.loss_fn()
@@ -278,6 +277,7 @@ class SDFTrainer:
             "n_points": int(len(self.sampler.pts)),
             "train_seconds": self.elapsed0 + time.monotonic() - self.t0,
             "lr_scale": self.guard.lr_scale,
+            "progress": self.progress.last,
         }
         conf = asdict(cfg) | {"model_config": self.model.config_dict()}
         save_checkpoint(self.ckpt_path, "sdf", conf, self.model.state_dict(), optimizer=self.opt.state_dict(),
