@@ -170,6 +170,14 @@ def test_run_progress_without_a_budget_is_the_step_fraction():
     assert p(10) == 0.05  # a pure function of the step: resumed runs repeat the schedule exactly
 
 
+def test_run_progress_of_an_old_checkpoint_starts_from_its_step(fake_clock: list[float]):
+    """A checkpoint without a stored progress resumes at ``step / total_steps``."""
+    p = RunProgress(200, time_budget=100.0, start=None, start_step=50)
+    assert p(50) == pytest.approx(0.25)
+    fake_clock[0] += 50.0
+    assert p(51) == pytest.approx(0.25 + 0.75 * 0.5)
+
+
 def test_run_progress_follows_the_time_budget_when_it_ends_the_run_first(fake_clock: list[float]):
     p = RunProgress(20000, time_budget=600.0)
     assert p(0) == 0.0  # the clock starts at the first call

@@ -163,13 +163,16 @@ class RunProgress:
     ``max(step / total_steps, f0 + (1 - f0) * seconds / time_budget)``, with ``seconds``
     counted from the first call and ``f0`` the progress a resumed run had reached (its new
     budget covers the rest of the schedule); then it never decreases. Trainers store
-    :attr:`last` in their checkpoints.
+    :attr:`last` in their checkpoints and pass it back as ``start`` (a checkpoint from before
+    it was stored: None, and ``start_step / total_steps`` is used).
     """
 
-    def __init__(self, total_steps: int, time_budget: float | None = None, start: float = 0.0) -> None:
+    def __init__(self, total_steps: int, time_budget: float | None = None, start: float | None = None,
+                 start_step: int = 0) -> None:
         self.total_steps = max(int(total_steps), 1)
         self.time_budget = float(time_budget) if time_budget else None
-        self.start = min(max(float(start), 0.0), 1.0)
+        f0 = start_step / self.total_steps if start is None else float(start)
+        self.start = min(max(f0, 0.0), 1.0)
         self.last = self.start
         self._t0: float | None = None
 

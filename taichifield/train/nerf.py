@@ -165,7 +165,7 @@ class NerfTrainer:
         self.n_rays = config.init_rays
         self.psnr_ema: torch.Tensor | None = None
         self.start_step = 0
-        lr_scale, progress = 1.0, 0.0
+        lr_scale, progress = 1.0, None
         if ckpt is not None:
             self.model.load_state_dict({k: v.to(dev) for k, v in ckpt["state"].items()})
             self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -176,9 +176,9 @@ class NerfTrainer:
             # version 1 stored the backed-off base lr instead of the scale
             lr_scale = float(trainer.get("lr_scale", float(trainer.get("base_lr", config.lr)) / config.lr))
             self.start_step = int(ckpt["step"])
-            progress = float(trainer.get("progress", self.start_step / max(config.steps, 1)))
+            progress = trainer.get("progress")
         self.guard = NonFiniteGuard(self.optimizer, lr_scale=lr_scale)
-        self.progress = RunProgress(config.steps, config.time_budget, start=progress)
+        self.progress = RunProgress(config.steps, config.time_budget, start=progress, start_step=self.start_step)
         self.scheduler = lr_schedule(self.optimizer, config.lr, lambda step: _lr_factor(self.progress(step), config.lr_decay),
                                      self.guard, self.start_step)
 

@@ -145,7 +145,7 @@ class NeuSTrainer:
         self.psnr_ema: torch.Tensor | None = None
         self.grid_ready = False
         self.start_step = 0
-        lr_scale, progress = 1.0, 0.0
+        lr_scale, progress = 1.0, None
         if ckpt is not None:
             self.model.load_state_dict({k: v.to(dev) for k, v in ckpt["state"].items()})
             self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -155,9 +155,9 @@ class NeuSTrainer:
             self.psnr_ema = torch.tensor(float(trainer["psnr_ema"]), device=dev) if trainer["psnr_ema"] else None
             lr_scale = float(trainer.get("lr_scale", 1.0))
             self.start_step = int(ckpt["step"])
-            progress = float(trainer.get("progress", self.start_step / max(config.steps, 1)))
+            progress = trainer.get("progress")
         self.guard = NonFiniteGuard(self.optimizer, lr_scale=lr_scale)
-        self.progress = RunProgress(config.steps, config.time_budget, start=progress)
+        self.progress = RunProgress(config.steps, config.time_budget, start=progress, start_step=self.start_step)
         self.scheduler = self._scheduler([config.lr, config.lr, config.variance_lr])
         self.model.meta = self._meta(self.start_step)
         self.last_t = time.monotonic()

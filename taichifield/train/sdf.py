@@ -218,8 +218,9 @@ class SDFTrainer:
 
     The learning rate is ``lr * lr_final_ratio ** progress`` times the guard's back-off
     (:func:`~taichifield.train.loop.lr_schedule`), ``progress`` a
-    :class:`~taichifield.train.loop.RunProgress` (steps, or the time budget when it ends the run first). Batches are drawn on the field's device from a generator of
-    that device; each step returns its loss terms as tensors (read when the loop logs).
+    :class:`~taichifield.train.loop.RunProgress` (steps, or the time budget when it ends the run
+    first). Batches are drawn on the field's device from a generator of that device; each step
+    returns its loss terms as tensors (read when the loop logs).
     """
 
     def __init__(self, points: str | os.PathLike[str], out: Path, cfg: SDFTrainConfig,
@@ -241,7 +242,7 @@ class SDFTrainer:
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.opt = adam(self.model.parameters(), lr=float(cfg.lr))  # type: ignore[arg-type]  # resolved
         self.start, self.elapsed0 = 0, 0.0
-        lr_scale, progress = 1.0, 0.0
+        lr_scale, progress = 1.0, None
         if ckpt is not None:
             self.model.load_state_dict(ckpt["state"])
             if ckpt.get("optimizer"):
@@ -249,10 +250,10 @@ class SDFTrainer:
             set_rng_state(ckpt.get("rng"), self.gen)
             self.start, self.elapsed0 = int(ckpt["step"]), float(ckpt["meta"].get("train_seconds", 0.0))
             lr_scale = float(ckpt["meta"].get("lr_scale", 1.0))
-            progress = float(ckpt["meta"].get("progress", self.start / max(cfg.steps, 1)))
+            progress = ckpt["meta"].get("progress")
         self.guard = NonFiniteGuard(self.opt, lr_scale=lr_scale)
         self.t0 = time.monotonic()
-        self.progress = RunProgress(cfg.steps, cfg.time_budget, start=progress)
+        self.progress = RunProgress(cfg.steps, cfg.time_budget, start=progress, start_step=self.start)
         self.scheduler = lr_schedule(self.opt, float(cfg.lr), self.lr_factor, self.guard, self.start)  # type: ignore[arg-type]
 
         self.loss_fn = _loss_fn(self.model, self.sampler, cfg, self.gen)
