@@ -50,12 +50,11 @@ def value_and_gradient(sdf_fn: FieldFn, x: torch.Tensor, fd_step: float) -> tupl
             if v.requires_grad:
                 (g,) = torch.autograd.grad(v.sum(), xg)
                 return v.detach().float(), g.detach().float()
+    from ..fields.sdf import finite_difference_gradient
+
     with torch.no_grad():
-        eye = torch.eye(3, dtype=x.dtype, device=x.device) * fd_step
-        probe = torch.cat([x] + [x + e for e in eye] + [x - e for e in eye])
-        vals = sdf_fn(probe).reshape(7, -1).float()
-        g = (vals[1:4] - vals[4:7]).T / (2 * fd_step)
-        return vals[0], g.contiguous()
+        v, g = finite_difference_gradient(lambda p: sdf_fn(p).reshape(-1), x, fd_step)
+        return v.float(), g.float().contiguous()
 
 
 def project_to_level_set(points: torch.Tensor, sdf_fn: FieldFn, level: float = 0.0, *, steps: int = 1,
