@@ -68,3 +68,17 @@ def test_rounds_per_ray_bounds_and_misses(arch):
     out = render_rays_rounds(o, d, fn, grid=grid, near=near, far=far, budget=64)
     assert torch.allclose(out["rgb"], ref["rgb"], atol=5e-3)
     assert out["opacity"][-1] == 0 and out["rgb"][-1].abs().max() == 0
+
+
+def test_an_earlier_stop_changes_pixels_by_at_most_the_transmittance_left(arch):
+    o, d = _rays(300, seed=5)
+    fn = _field(o, d, 40.0)  # soft enough that rays spend many samples below 1e-2 transmittance
+    grid = _grid(40.0)
+    bg = torch.tensor([0.2, 0.5, 0.9])
+    full = render_rays_rounds(o, d, fn, grid=grid, near=2.0, far=6.0, background=bg, budget=64)
+    early = render_rays_rounds(o, d, fn, grid=grid, near=2.0, far=6.0, background=bg, budget=64,
+                               min_transmittance=1e-2)
+    assert early["n_samples"] < 0.9 * full["n_samples"]
+    # a ray stopped with transmittance T < 1e-2 shows T * background instead of what was behind
+    assert (early["rgb"] - full["rgb"]).abs().max() < 1e-2 + 1e-4
+    assert (early["opacity"] - full["opacity"]).abs().max() < 1e-2 + 1e-4

