@@ -19,6 +19,7 @@ from taichifield.data import load_scene
 from taichifield.data.colmap import read_model
 from taichifield.data.colmap_scene import model_frames
 from taichifield.errors import InputError
+from taichifield.metrics.poses import pose_agreement
 
 pytest.importorskip("pycolmap", reason="the capture extra (pycolmap) is part of the dev install")
 
@@ -92,27 +93,11 @@ def capture(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray,
     return photos, poses, views
 
 
-def _umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Similarity (s, R, t) minimising ||s R src + t - dst|| (Umeyama, 1991)."""
-    ms, md = src.mean(0), dst.mean(0)
-    a, b = src - ms, dst - md
-    U, S, Vt = np.linalg.svd(b.T @ a / len(src))
-    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
-    R = U @ D @ Vt
-    s = float(np.trace(np.diag(S) @ D) / (a * a).sum(1).mean())
-    return s, R, md - s * R @ ms
-
-
 def _pose_errors(scene: Path, known: np.ndarray, names: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
     """Per registered view: rotation error (degrees) and centre error (fraction of the rig diameter)."""
     got_names, c2w = model_frames(read_model(scene))
-    idx = [names.index(n) for n in got_names]
-    ref = known[idx]
-    s, R, t = _umeyama(c2w[:, :3, 3], ref[:, :3, 3])
-    centre_err = np.linalg.norm(s * c2w[:, :3, 3] @ R.T + t - ref[:, :3, 3], axis=1) / (2 * RADIUS)
-    rel = np.einsum("nji,jk,nkl->nil", ref[:, :3, :3], R, c2w[:, :3, :3])  # R_ref^T R R_got
-    rot_err = np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1)))
-    return rot_err, centre_err, len(idx)
+    agreement = pose_agreement(got_names, c2w, names, known, size=2 * RADIUS)
+    return agreement.rotation_deg, agreement.centre, len(agreement.names)
 
 
 def test_sharpness_prefers_the_sharp_image() -> None:
