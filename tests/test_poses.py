@@ -14,7 +14,7 @@ import torch
 
 from taichifield.cameras import look_at
 from taichifield.capture.frames import sharpness, window_bounds
-from taichifield.capture.sfm import PosesConfig, check_poses_out, run_poses
+from taichifield.capture.sfm import PosesConfig, PosesResult, check_poses_out, run_poses
 from taichifield.data import load_scene
 from taichifield.data.colmap import read_model
 from taichifield.data.colmap_scene import model_frames
@@ -108,6 +108,15 @@ def test_sharpness_prefers_the_sharp_image() -> None:
     assert window_bounds(10, 4, None).tolist() == [0, 4, 8, 10]
 
 
+def test_the_report_names_rotation_jumps() -> None:
+    result = PosesResult(given=3, registered=3, unregistered=[], mean_reprojection_error=0.5, points=10,
+                         seconds=1.0, scene=Path("s"), jumps=[("0013.jpg", "0014.jpg", 174.0)])
+    line = result.summary()
+    assert "1 rotation jump > 90 deg" in line and "0013.jpg -> 0014.jpg (174 deg)" in line and "--matcher" in line
+    result.jumps = []
+    assert "jump" not in result.summary()
+
+
 def test_poses_recovers_the_known_cameras(capture, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     photos, poses, _ = capture
     Image = __import__("PIL.Image", fromlist=["Image"])
@@ -132,6 +141,7 @@ def test_poses_recovers_the_known_cameras(capture, tmp_path: Path) -> None:  # t
     data = json.loads((out / "transforms.json").read_text())
     assert data["unregistered"] == ["zz_noise.png"] and all("sharpness" in f for f in data["frames"])
     assert data["poses"]["registered"] == N_VIEWS
+    assert data["poses"]["rotation_jumps"] == [] and result.jumps == []  # a ring 15 deg apart per view
     via_json, via_model = load_scene(out / "transforms.json", "all"), load_scene(out / "sparse" / "0" / ".." / "..", "all")
     torch.testing.assert_close(via_json.c2w, via_model.c2w, atol=1e-5, rtol=0)
     lo, hi = via_json.aabb

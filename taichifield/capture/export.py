@@ -18,7 +18,8 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..data.colmap import read_model
-from ..data.colmap_scene import colmap_transforms
+from ..data.colmap_scene import colmap_transforms, model_frames
+from ..metrics.poses import rotation_jumps
 from ..data.normalize import Normalization
 
 __all__ = ["write_scene", "write_points_ply"]
@@ -49,10 +50,13 @@ def write_scene(out: Path, sharpness: dict[str, float], result: Any) -> dict[str
         result: a :class:`~taichifield.capture.sfm.PosesResult` (for the summary keys).
     """
     model = read_model(out / "sparse" / "0")
+    names, c2w = model_frames(model)
+    jumps = [[a, b, round(d, 1)] for a, b, d in rotation_jumps(names, c2w)]
     data = colmap_transforms(model, "images", {n: {"sharpness": float(s)} for n, s in sharpness.items()})
     data["unregistered"] = list(result.unregistered)
     data["poses"] = {"given": result.given, "registered": result.registered, "points": result.points,
-                     "mean_reprojection_error": result.mean_reprojection_error, "models": result.models}
+                     "mean_reprojection_error": result.mean_reprojection_error, "models": result.models,
+                     "rotation_jumps": jumps}
     with atomic_path(out / "transforms.json") as tmp:
         Path(tmp).write_text(json.dumps(data, indent=2))
     norm = Normalization.from_dict(data["normalization"])

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -93,12 +93,20 @@ class PosesResult:
     resumed: bool = False
     models: int = 1
     """Separate models mapping found (the largest is kept)."""
+    jumps: list[tuple[str, str, float]] = field(default_factory=list)
+    """Images adjacent in name order whose rotations differ by > 90 degrees
+    (:func:`taichifield.metrics.poses.rotation_jumps`): in a sweep, poses flipped by the mapper."""
 
     def summary(self) -> str:
         """The one-line report."""
         line = (f"poses: {self.registered}/{self.given} images registered, mean reprojection error "
                 f"{self.mean_reprojection_error:.3f} px, {self.points} points in {self.seconds:.0f} s -> "
                 f"{self.scene}/transforms.json")
+        if self.jumps:
+            shown = ", ".join(f"{a} -> {b} ({d:.0f} deg)" for a, b, d in self.jumps[:4]) + (" ..." if len(self.jumps) > 4 else "")
+            line += (f"; {len(self.jumps)} rotation jump{'s' if len(self.jumps) != 1 else ''} > 90 deg between "
+                     f"images adjacent in name order: {shown} (in a sweep, poses the mapper flipped, as a "
+                     f"symmetric object invites: try the other --matcher)")
         if self.unregistered:
             shown = ", ".join(self.unregistered[:10]) + (" ..." if len(self.unregistered) > 10 else "")
             line += f"; not registered: {shown}"
@@ -292,7 +300,10 @@ def run_poses(source: str | Path, out: str | Path, config: Optional[PosesConfig]
     result = PosesResult(given=len(names), registered=len(registered), unregistered=unregistered,
                          mean_reprojection_error=float(rec.compute_mean_reprojection_error()),
                          points=int(rec.num_points3D()), seconds=0.0, scene=out, resumed=resume, models=n_models)
-    write_scene(out, sharp, result)
+    data = write_scene(out, sharp, result)
+    result.jumps = [(a, b, float(d)) for a, b, d in data["poses"]["rotation_jumps"]]
+    if result.jumps:
+        log.warning("%s: %d rotation jumps > 90 deg between images adjacent in name order", out, len(result.jumps))
     result.seconds = time.perf_counter() - t0
     if progress is not None:
         progress("export", 1, 1)
