@@ -78,6 +78,7 @@ _SCRIPTS = {
     "nerf-cpu": ("nerf_cpu", "Train the real lego at 100x100 within a time budget, then PSNR on 20 test views (needs ../shared/data).", "taichifield bench nerf-cpu --time-budget 600"),
     "nerf-throughput": ("nerf_throughput", "One NeRF training step at the CLI defaults, per stage (torch.profiler): ms and % per stage, samples/s fwd+bwd; --compare times variants in the same run.", "taichifield bench nerf-throughput --compare threads=1,target=131072"),
     "nerf-render": ("nerf_render", "Render test views of a trained NeRF: the rounds inference path vs the marched-and-culled training path, s/view, same run.", "taichifield bench nerf-render runs/lego --views 4"),
+    "capture-poses": ("capture_poses", "Run `taichifield poses` on photos or a video and compare the cameras with a reference COLMAP model after a robust similarity alignment: registered, rotation/centre error, flipped views, rotation jumps.", "taichifield bench capture-poses ../shared/data/captures/beer/images --reference ../shared/data/captures/beer"),
     "neus-cpu": ("neus_cpu", "NeuS vs NeRF on scenes/lego at 200x200, same views and CPU time: exact Chamfer of their meshes (NeRF at its best density threshold), NC, watertight, test PSNR.", "taichifield bench neus-cpu --time-budget 1200"),
     "sdf-quality": ("sdf_quality", "Neural SDF losses/models vs Open3D screened Poisson on 100k bunny points: Chamfer-L1 side by side.", "taichifield bench sdf-quality"),
 }

@@ -1,4 +1,5 @@
-"""Metrics: image quality (:mod:`taichifield.metrics.image`). Mesh metrics are in
+"""Metrics: image quality (:mod:`taichifield.metrics.image`), camera-pose agreement
+(:mod:`taichifield.metrics.poses`). Mesh metrics are in
 :mod:`taichifield.geometry.metrics`."""
 
 from .image import psnr, psnr_images, ssim
