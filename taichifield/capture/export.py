@@ -19,8 +19,8 @@ import numpy as np
 from ..atomic import atomic_path
 from ..data.colmap import read_model
 from ..data.colmap_scene import colmap_transforms, model_frames
-from ..metrics.poses import rotation_jumps
 from ..data.normalize import Normalization
+from ..metrics.poses import rotation_jumps
 
 __all__ = ["write_scene", "write_points_ply"]
 

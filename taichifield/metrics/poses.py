@@ -51,6 +51,11 @@ def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.nda
     return s, rot, md - s * rot @ ms
 
 
+def _angle_deg(rel: np.ndarray) -> np.ndarray:
+    """(n, 3, 3) rotations -> (n,) their angles in degrees, ``arccos((tr R - 1) / 2)``."""
+    return np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1.0) / 2.0, -1.0, 1.0)))
+
+
 INLIER_FRACTION = 0.05
 """Centre error (fraction of the size) below which an image counts for the alignment."""
 RANSAC_TRIALS = 500
@@ -125,8 +130,7 @@ def pose_agreement(names: Sequence[str], c2w: np.ndarray, ref_names: Sequence[st
     centre = errors(best)
     inliers = int((centre < INLIER_FRACTION).sum())
     rel = np.einsum("nji,jk,nkl->nil", ref[:, :3, :3], rot, got[:, :3, :3])  # R_ref^T R R_got
-    cos = np.clip((np.trace(rel, axis1=1, axis2=2) - 1.0) / 2.0, -1.0, 1.0)
-    return PoseAgreement(common, np.degrees(np.arccos(cos)), centre, s, inliers)
+    return PoseAgreement(common, _angle_deg(rel), centre, s, inliers)
 
 
 def rotation_jumps(names: Sequence[str], c2w: np.ndarray, min_deg: float = 90.0) -> list[tuple[str, str, float]]:
@@ -141,6 +145,5 @@ def rotation_jumps(names: Sequence[str], c2w: np.ndarray, min_deg: float = 90.0)
     """
     order = sorted(range(len(names)), key=lambda i: names[i])
     rots = np.asarray(c2w, dtype=np.float64)[order, :3, :3]
-    rel = np.einsum("nji,njk->nik", rots[:-1], rots[1:])
-    ang = np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1.0) / 2.0, -1.0, 1.0)))
+    ang = _angle_deg(np.einsum("nji,njk->nik", rots[:-1], rots[1:]))
     return [(names[order[i]], names[order[i + 1]], float(a)) for i, a in enumerate(ang) if a > min_deg]
