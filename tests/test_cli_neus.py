@@ -72,6 +72,8 @@ def test_eval_and_render(trained, tmp_path) -> None:  # type: ignore[no-untyped-
     assert sorted(p.name for p in out.iterdir()) == ["r_0.png", "r_1.png"] and "normal maps" in res.output
     img = np.asarray(iio.imread(out / "r_0.png"))
     assert img.shape == (16, 16, 3) and img.max() > 0  # the surface shows (black is empty space)
+    grid = np.asarray(iio.imread(tmp_path / "g.png")).astype(int)
+    assert np.abs(grid[:16, 32:] - img.astype(int)).max() <= 1  # the grid's third column is view 0's normal map
     res = runner.invoke(app, ["render", "neus", str(run), "--orbit", "--frames", "2", "--resolution", "8",
                               "--out", str(tmp_path / "orbit.gif"), "--arch", "cpu", "--quiet"])
     assert res.exit_code == 0, res.output

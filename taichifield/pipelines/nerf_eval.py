@@ -9,7 +9,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -21,7 +21,7 @@ from .nerf import NerfModel
 from .nerf_render import load_nerf, orbit_poses, render_view
 from ..metrics.image import psnr_images, ssim
 
-__all__ = ["EvalResult", "evaluate_nerf", "render_split", "render_orbit", "render_path", "mesh_nerf"]
+__all__ = ["EvalResult", "evaluate_nerf", "score_views", "render_split", "render_orbit", "render_path", "mesh_nerf"]
 
 log = logging.getLogger(__name__)
 
@@ -83,26 +83,40 @@ def evaluate_nerf(ckpt: PathArg, scene: str, split: str = "test", *, downscale: 
     n = len(views) if limit is None else min(int(limit), len(views))
     if n < 1:
         raise InputError(f"{scene}: split {split!r} has no views to evaluate")
+    return score_views(views, split, n, lambda i: _render_index(loaded, views, i), loaded.background,
+                       third_tile=_error_tile, progress=progress, grid_image=grid_image)
+
+
+def _error_tile(i: int, pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """Mean absolute RGB error x4 as grey, ``(H, W, 3)`` on the CPU (black = exact)."""
+    return ((pred.cpu() - gt.cpu()).abs().mean(-1, keepdim=True) * 4).clamp(0, 1).expand(-1, -1, 3)
+
+
+def score_views(views: Any, split: str, n: int, render: Callable[[int], torch.Tensor], background: float,
+                *, third_tile: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor],
+                progress: ViewProgress | None = None, grid_image: PathArg | None = None) -> EvalResult:
+    """Score the first ``n`` views of a loaded split; the loop ``eval nerf`` and ``eval neus`` share.
+
+    ``render(i)`` returns view ``i`` as ``(H, W, 3)`` in [0, 1] on any device; ground truth is
+    ``views.rgb(background, index=i)``. PSNR per view is averaged (the usual NeRF protocol), SSIM
+    is :func:`taichifield.metrics.image.ssim` (NaN below 11 px). ``grid_image``: a PNG with one row
+    per view (at most :data:`GRID_ROWS`): ground truth | prediction | ``third_tile(i, pred, gt)``.
+    """
     rows: list[dict[str, float | str]] = []
     tiles: list[torch.Tensor] = []
     for i in range(n):
-        pred = _render_index(loaded, views, i)
-        gt = views.rgb(loaded.background, index=i)
+        pred = render(i).cpu()
+        gt = views.rgb(background, index=i).cpu()
         if grid_image is not None and i < GRID_ROWS:
-            err = ((pred.cpu() - gt.cpu()).abs().mean(-1, keepdim=True) * 4).clamp(0, 1).expand(-1, -1, 3)
-            tiles.append(torch.cat([gt.cpu(), pred.cpu(), err], dim=1))
+            tiles.append(torch.cat([gt, pred, third_tile(i, pred, gt).cpu()], dim=1))
         rows.append({"view": views.file_names[i], "psnr": psnr_images(pred, gt),
                      "ssim": ssim(pred, gt) if min(views.width, views.height) >= 11 else float("nan")})
         if progress is not None:
             progress(i + 1, n)
     if grid_image is not None:
-        _write_image(Path(grid_image), torch.cat(tiles, dim=0))
+        write_image(Path(grid_image), torch.cat(tiles, dim=0))
     mean = lambda key: sum(float(r[key]) for r in rows) / len(rows)  # noqa: E731
     return EvalResult(split, n, mean("psnr"), mean("ssim"), rows)
-
-
-def _write_image(path: Path, rgb: torch.Tensor) -> None:
-    write_image(path, rgb)
 
 
 def render_split(ckpt: PathArg, scene: str, out_dir: PathArg, split: str = "test", *, downscale: int | None = None,
@@ -116,7 +130,7 @@ def render_split(ckpt: PathArg, scene: str, out_dir: PathArg, split: str = "test
     written = []
     for i in range(n):
         name = Path(views.file_names[i]).stem + ".png"
-        _write_image(out / name, _render_index(loaded, views, i))
+        write_image(out / name, _render_index(loaded, views, i))
         written.append(out / name)
         if progress is not None:
             progress(i + 1, n)

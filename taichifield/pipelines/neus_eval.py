@@ -14,8 +14,7 @@ import torch
 
 from ..errors import InputError
 from ..images import write_image
-from ..metrics.image import psnr_images, ssim
-from .nerf_eval import EvalResult, GRID_ROWS
+from .nerf_eval import EvalResult, score_views
 from .neus import NeuSModel, default_focal
 
 __all__ = ["evaluate_neus", "render_split_neus", "render_orbit_neus", "mesh_neus", "closed_sdf", "bake_neus_colors"]
@@ -50,21 +49,9 @@ def evaluate_neus(ckpt: PathArg, scene: str, split: str = "test", *, downscale: 
     n = len(views) if limit is None else min(int(limit), len(views))
     if n < 1:
         raise InputError(f"{scene}: split {split!r} has no views to evaluate")
-    rows: list[dict[str, float | str]] = []
-    tiles: list[torch.Tensor] = []
-    for i in range(n):
-        pred = _render(model, views, i)
-        gt = views.rgb(model.background, index=i).cpu()
-        if grid_image is not None and i < GRID_ROWS:
-            tiles.append(torch.cat([gt, pred, _render(model, views, i, normals=True)], dim=1))
-        rows.append({"view": views.file_names[i], "psnr": psnr_images(pred, gt),
-                     "ssim": ssim(pred, gt) if min(views.width, views.height) >= 11 else float("nan")})
-        if progress is not None:
-            progress(i + 1, n)
-    if grid_image is not None:
-        write_image(Path(grid_image), torch.cat(tiles, dim=0))
-    mean = lambda key: sum(float(r[key]) for r in rows) / len(rows)  # noqa: E731
-    return EvalResult(split, n, mean("psnr"), mean("ssim"), rows)
+    return score_views(views, split, n, lambda i: _render(model, views, i), model.background,
+                       third_tile=lambda i, pred, gt: _render(model, views, i, normals=True),
+                       progress=progress, grid_image=grid_image)
 
 
 def render_split_neus(ckpt: PathArg, scene: str, out_dir: PathArg, split: str = "test", *, downscale: int | None = None,
