@@ -25,7 +25,7 @@ class _StageBars:
         if stage != self.stage:
             self.close()
             self.stage = stage
-            unit = {"frames": "frame", "features": "image", "mapping": "image"}.get(stage, "step")
+            unit = {"frames": "frame", "features": "image", "mapping": "image", "re-mapping": "image"}.get(stage, "step")
             self.bar = Progress(stage, total=total, quiet=self.quiet, unit=unit).__enter__()
         assert self.bar is not None
         self.bar.update(completed=done)
@@ -49,6 +49,7 @@ def poses_command(
     max_image_size: Annotated[int, config_option(PosesConfig, "max_image_size", "--max-image-size")] = PosesConfig.default("max_image_size"),
     max_features: Annotated[int, config_option(PosesConfig, "max_features", "--max-features")] = PosesConfig.default("max_features"),
     threads: Annotated[int, config_option(PosesConfig, "threads", "--threads")] = PosesConfig.default("threads"),
+    unflip: Annotated[bool, config_option(PosesConfig, "unflip", "--unflip/--no-unflip")] = PosesConfig.default("unflip"),
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the earlier poses in --out (its images/, database.db, sparse/, transforms.json, points3D.ply) instead of refusing or resuming.")] = False,
     seed: SeedOption = 0,
     quiet: QuietOption = False,
@@ -67,7 +68,7 @@ def poses_command(
     """
     config = PosesConfig(frames=frames, every=every, matcher=matcher, camera_model=camera_model,
                          single_camera=single_camera, max_image_size=max_image_size, max_features=max_features,
-                         threads=threads, seed=seed)
+                         threads=threads, seed=seed, unflip=unflip)
     from taichifield.capture.sfm import check_poses_out, import_pycolmap, run_poses
 
     check_poses_out(out, overwrite, source)  # refused before anything is written

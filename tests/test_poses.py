@@ -142,6 +142,18 @@ def test_poses_recovers_the_known_cameras(capture, tmp_path: Path) -> None:  # t
     assert data["unregistered"] == ["zz_noise.png"] and all("sharpness" in f for f in data["frames"])
     assert data["poses"]["registered"] == N_VIEWS
     assert data["poses"]["rotation_jumps"] == [] and result.jumps == []  # a ring 15 deg apart per view
+    assert result.breaks_found == [] and result.pairs_removed == 0 and "re-mapping" not in stages
+    assert not (out / ".unflip").exists()
+    # the two-view rotations the flip check trusts are the known ones (OpenCV cam_b_from_cam_a)
+    from taichifield.capture.flips import angle_deg, relative_rotations
+    import pycolmap
+
+    rel, _ = relative_rotations(pycolmap, out / "database.db", cameras=dict(pycolmap.Reconstruction(str(out / "sparse" / "0")).cameras))
+    cv = {n: (poses[i][:3, :3] @ np.diag([1.0, -1.0, -1.0])).T for i, n in enumerate(names)}  # cam_from_world
+    adjacent = [(a, b) for a, b in zip(names, names[1:]) if (a, b) in rel]
+    assert len(adjacent) >= N_VIEWS - 3
+    errs = [angle_deg(rel[(a, b)] @ (cv[b] @ cv[a].T).T) for a, b in adjacent]
+    assert np.median(errs) < 2.0 and max(errs) < 10.0, errs
     via_json, via_model = load_scene(out / "transforms.json", "all"), load_scene(out / "sparse" / "0" / ".." / "..", "all")
     torch.testing.assert_close(via_json.c2w, via_model.c2w, atol=1e-5, rtol=0)
     lo, hi = via_json.aabb
@@ -154,6 +166,36 @@ def test_poses_recovers_the_known_cameras(capture, tmp_path: Path) -> None:  # t
         check_poses_out(out, overwrite=False)
     (out / "transforms.json").unlink()
     assert check_poses_out(out, overwrite=False) is True
+
+
+def test_a_second_mapping_that_does_not_help_is_dropped_and_the_database_kept(capture, tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from taichifield.capture import flips
+
+    photos, _, _ = capture
+    calls: list[int] = []
+
+    monkeypatch.setattr(flips, "contradicting_pairs", lambda rot, corr, rel, max_deg=90.0: list(rel))  # remove every pair
+
+    def always_one_break(rotations, rel, max_deg=90.0):  # type: ignore[no-untyped-def]
+        calls.append(len(rotations))
+        first = sorted(rotations)[:2]
+        return [(first[0], first[1], 180.0)], {n: np.eye(3) for n in rotations}
+
+    monkeypatch.setattr(flips, "sequence_breaks", always_one_break)
+    stages: list[str] = []
+    out = tmp_path / "scene"
+    result = run_poses(photos, out, PosesConfig(threads=2), progress=lambda s, d, n: stages.append(s))
+    assert len(calls) == 1  # the copy without any pair mapped nothing, so the first model stands
+    assert result.registered == N_VIEWS and result.breaks_found[0][2] == 180.0
+    assert result.pairs_removed == 0 and result.breaks_left == 1 and "mapping again did not help" in result.summary()
+    assert not (out / ".unflip").exists()
+    import pycolmap
+
+    result = run_poses(photos, tmp_path / "off", PosesConfig(threads=2, unflip=False))
+    assert len(calls) == 1 and result.breaks_found == []  # --no-unflip: not looked for
+    kept, fresh = (pycolmap.Database.open(str(d / "database.db")) for d in (out, tmp_path / "off"))
+    assert kept.num_verified_image_pairs() == fresh.num_verified_image_pairs() > N_VIEWS  # pairs went from the copy only
 
 
 def test_poses_from_a_video_keeps_the_sharp_frames_and_registers(capture, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

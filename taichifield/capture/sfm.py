@@ -4,7 +4,9 @@ Pipeline (COLMAP, Schönberger & Frahm, CVPR 2016, via its Python bindings, CPU)
 
     SCENE/images/          the photos (copied) or the video's sharpest frames   (frames.py)
     SCENE/database.db      SIFT features + matches (exhaustive up to 100 images, else sequential)
-    SCENE/sparse/0/        the largest model of incremental mapping, one shared OPENCV camera
+    SCENE/sparse/0/        the largest model of incremental mapping, one shared OPENCV camera;
+                           runs of images it flipped are found against the two-view geometry of
+                           adjacent images and mapped again without the contradicting pairs (flips.py)
     SCENE/transforms.json  instant-ngp format, normalised, with per-frame sharpness  (export.py)
     SCENE/points3D.ply     the sparse points in the scene frame of transforms.json
 
@@ -32,11 +34,13 @@ log = logging.getLogger(__name__)
 
 #: what ``taichifield poses`` writes into SCENE; ``--overwrite`` removes these (and only these)
 POSES_ARTIFACTS = ("images", "database.db", "database.db-shm", "database.db-wal", "sparse", ".mapping",
-                   "transforms.json", "points3D.ply")
+                   ".unflip", "transforms.json", "points3D.ply")
 MATCHERS = ("auto", "exhaustive", "sequential")
 #: the models :mod:`taichifield.data.colmap_scene` reads back (the project's pinhole + OpenCV distortion)
 CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
 EXHAUSTIVE_UP_TO = 100
+#: at most this many extra mappings to remove flipped runs (:func:`_unflip`)
+UNFLIP_ROUNDS = 3
 _FEATURE_CHUNK = 8
 
 
@@ -62,6 +66,10 @@ class PosesConfig(Config):
     """CPU threads for COLMAP (-1: all)."""
     seed: int = 0
     """Random seed of the mapper's RANSAC."""
+    unflip: bool = True
+    """Find runs of images the mapper flipped (adjacent images in name order whose rotation in the model
+    contradicts their two-view rotation by > 90 deg), remove the pairs that voted for the flip and map again;
+    the new model is kept only if it has fewer such breaks and registers at least as many images."""
 
     def __post_init__(self) -> None:
         for name in ("frames", "every"):
@@ -96,12 +104,24 @@ class PosesResult:
     jumps: list[tuple[str, str, float]] = field(default_factory=list)
     """Images adjacent in name order whose rotations differ by > 90 degrees
     (:func:`taichifield.metrics.poses.rotation_jumps`): in a sweep, poses flipped by the mapper."""
+    breaks_found: list[tuple[str, str, float]] = field(default_factory=list)
+    """Adjacent images whose model rotation contradicted their two-view rotation by > 90 deg in the
+    first model (:func:`taichifield.capture.flips.sequence_breaks`)."""
+    pairs_removed: int = 0
+    """Image pairs removed before the second mapping, when its model was kept (0: not re-mapped or not kept)."""
+    breaks_left: int = 0
+    """Breaks in the model that was kept."""
 
     def summary(self) -> str:
         """The one-line report."""
         line = (f"poses: {self.registered}/{self.given} images registered, mean reprojection error "
                 f"{self.mean_reprojection_error:.3f} px, {self.points} points in {self.seconds:.0f} s -> "
                 f"{self.scene}/transforms.json")
+        if self.breaks_found:
+            fixed = len(self.breaks_found) - self.breaks_left
+            line += (f"; {len(self.breaks_found)} flipped run{'s' if len(self.breaks_found) != 1 else ''} found against "
+                     f"adjacent images' two-view geometry, " + (f"{fixed} fixed by mapping again without "
+                     f"{self.pairs_removed} contradicting pairs" if self.pairs_removed else "mapping again did not help"))
         if self.jumps:
             shown = ", ".join(f"{a} -> {b} ({d:.0f} deg)" for a, b, d in self.jumps[:4]) + (" ..." if len(self.jumps) > 4 else "")
             line += (f"; {len(self.jumps)} rotation jump{'s' if len(self.jumps) != 1 else ''} > 90 deg between "
@@ -216,7 +236,7 @@ def _match(pycolmap: Any, db: Path, n: int, config: PosesConfig, progress: Optio
 
 
 def _map(pycolmap: Any, db: Path, image_dir: Path, work: Path, n: int, config: PosesConfig,
-         progress: Optional[Progress]) -> tuple[Any, int]:
+         progress: Optional[Progress], stage: str = "mapping") -> tuple[Any, int]:
     """Incremental mapping; the model with the most registered images, and how many models there were."""
     opts = pycolmap.IncrementalPipelineOptions()
     opts.num_threads = config.threads
@@ -226,7 +246,7 @@ def _map(pycolmap: Any, db: Path, image_dir: Path, work: Path, n: int, config: P
     def next_image() -> None:
         done[0] += 1
         if progress is not None:
-            progress("mapping", min(done[0] + 1, n), n)  # the initial pair registers two at once
+            progress(stage, min(done[0] + 1, n), n)  # the initial pair registers two at once
 
     if work.exists():
         shutil.rmtree(work)
@@ -237,8 +257,66 @@ def _map(pycolmap: Any, db: Path, image_dir: Path, work: Path, n: int, config: P
                          "more overlap between photos, more texture, or sharper frames)")
     best = max(models.values(), key=lambda r: r.num_reg_images())
     if progress is not None:
-        progress("mapping", n, n)
+        progress(stage, n, n)
     return best, len(models)
+
+
+@dataclass
+class _Unflip:
+    found: list[tuple[str, str, float]]
+    removed: int
+    left: int
+
+
+def _unflip(pycolmap: Any, db: Path, image_dir: Path, out: Path, rec: Any, n_models: int, n: int,
+            config: PosesConfig, progress: Optional[Progress]) -> tuple[Any, int, _Unflip]:
+    """Map again without the pairs that voted for flipped runs (:mod:`.flips`); keep the better model.
+
+    Up to :data:`UNFLIP_ROUNDS` rounds: each finds the breaks of the best model so far, removes
+    the pairs contradicting its corrected rotations and maps again (the mapper is not
+    deterministic with several threads, and a round can leave a break). A model replaces the
+    best one when it has fewer breaks and registers at least as many images. The user's
+    ``database.db`` is not changed: the pairs are removed from a copy in ``SCENE/.unflip``.
+    """
+    from . import flips
+
+    rel, ids = flips.relative_rotations(pycolmap, db, cameras=dict(rec.cameras))
+    found, corrections = flips.sequence_breaks(flips.model_rotations(rec), rel)
+    if not found:
+        return rec, n_models, _Unflip([], 0, 0)
+    work = out / ".unflip"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    best, best_models, best_breaks, removed, kept_removed = rec, n_models, found, set(), 0
+    try:
+        copy = work / "database.db"
+        shutil.copyfile(db, copy)
+        for round_ in range(UNFLIP_ROUNDS):
+            bad = set(flips.contradicting_pairs(flips.model_rotations(best), corrections, rel)) - removed
+            if not bad:
+                break
+            flips.remove_pairs(pycolmap, copy, [ids[k] for k in bad])
+            removed |= bad
+            log.info("%s: %d flipped runs against adjacent images; mapping again without %d of %d pairs",
+                     out, len(best_breaks), len(removed), len(rel))
+            try:
+                rec2, models2 = _map(pycolmap, copy, image_dir, work / f"mapping{round_}", n, config, progress,
+                                     stage="re-mapping")
+            except InputError:
+                log.warning("%s: mapping again without %d pairs registered nothing", out, len(removed))
+                break
+            left, corr2 = flips.sequence_breaks(flips.model_rotations(rec2), rel)
+            log.info("%s: round %d: %d breaks, %d/%d registered", out, round_ + 1, len(left), rec2.num_reg_images(), n)
+            if len(left) < len(best_breaks) and rec2.num_reg_images() >= best.num_reg_images():
+                best, best_models, best_breaks, corrections = pycolmap.Reconstruction(rec2), models2, left, corr2
+                kept_removed = len(removed)
+            if not best_breaks:
+                break
+        if best is rec:
+            log.warning("%s: mapping again did not remove the %d flipped runs: first model kept", out, len(found))
+        return best, best_models, _Unflip(found, kept_removed, len(best_breaks))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def run_poses(source: str | Path, out: str | Path, config: Optional[PosesConfig] = None, overwrite: bool = False,
@@ -283,6 +361,10 @@ def run_poses(source: str | Path, out: str | Path, config: Optional[PosesConfig]
         _extract_features(pycolmap, db, image_dir, names, config, progress)
         _match(pycolmap, db, len(names), config, progress)
         rec, n_models = _map(pycolmap, db, image_dir, out / ".mapping", len(names), config, progress)
+        unflip = (_unflip(pycolmap, db, image_dir, out, rec, n_models, len(names), config, progress)
+                  if config.unflip else None)
+        if unflip is not None:
+            rec, n_models = unflip[0], unflip[1]
     finally:
         pycolmap.logging.minloglevel = quiet_level
     if progress is not None:
@@ -300,6 +382,8 @@ def run_poses(source: str | Path, out: str | Path, config: Optional[PosesConfig]
     result = PosesResult(given=len(names), registered=len(registered), unregistered=unregistered,
                          mean_reprojection_error=float(rec.compute_mean_reprojection_error()),
                          points=int(rec.num_points3D()), seconds=0.0, scene=out, resumed=resume, models=n_models)
+    if unflip is not None:
+        result.breaks_found, result.pairs_removed, result.breaks_left = unflip[2].found, unflip[2].removed, unflip[2].left
     data = write_scene(out, sharp, result)
     result.jumps = [(a, b, float(d)) for a, b, d in data["poses"]["rotation_jumps"]]
     if result.jumps:
