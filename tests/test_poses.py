@@ -143,6 +143,7 @@ def test_poses_recovers_the_known_cameras(capture, tmp_path: Path) -> None:  # t
     assert data["poses"]["registered"] == N_VIEWS
     assert data["poses"]["rotation_jumps"] == [] and result.jumps == []  # a ring 15 deg apart per view
     assert result.breaks_found == [] and result.pairs_removed == 0 and "re-mapping" not in stages
+    assert data["poses"]["flipped_runs"] == {"found": [], "left": 0, "pairs_removed": 0}
     assert not (out / ".unflip").exists()
     # the two-view rotations the flip check trusts are the known ones (OpenCV cam_b_from_cam_a)
     from taichifield.capture.flips import angle_deg, relative_rotations
@@ -189,6 +190,8 @@ def test_a_second_mapping_that_does_not_help_is_dropped_and_the_database_kept(ca
     assert len(calls) == 1  # the copy without any pair mapped nothing, so the first model stands
     assert result.registered == N_VIEWS and result.breaks_found[0][2] == 180.0
     assert result.pairs_removed == 0 and result.breaks_left == 1 and "mapping again did not help" in result.summary()
+    report = json.loads((out / "transforms.json").read_text())["poses"]["flipped_runs"]
+    assert report["left"] == 1 and len(report["found"]) == 1 and report["pairs_removed"] == 0
     assert not (out / ".unflip").exists()
     import pycolmap
 

@@ -56,7 +56,9 @@ def write_scene(out: Path, sharpness: dict[str, float], result: Any) -> dict[str
     data["unregistered"] = list(result.unregistered)
     data["poses"] = {"given": result.given, "registered": result.registered, "points": result.points,
                      "mean_reprojection_error": result.mean_reprojection_error, "models": result.models,
-                     "rotation_jumps": jumps}
+                     "rotation_jumps": jumps,
+                     "flipped_runs": {"found": [[a, b, round(d, 1)] for a, b, d in result.breaks_found],
+                                      "left": result.breaks_left, "pairs_removed": result.pairs_removed}}
     with atomic_path(out / "transforms.json") as tmp:
         Path(tmp).write_text(json.dumps(data, indent=2))
     norm = Normalization.from_dict(data["normalization"])
