@@ -41,6 +41,8 @@ CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV
 EXHAUSTIVE_UP_TO = 100
 #: at most this many extra mappings to remove flipped runs (:func:`_unflip`)
 UNFLIP_ROUNDS = 3
+#: never map without more than this fraction of the verified pairs (beer: 44%)
+UNFLIP_MAX_REMOVED = 0.7
 _FEATURE_CHUNK = 8
 
 
@@ -294,6 +296,10 @@ def _unflip(pycolmap: Any, db: Path, image_dir: Path, out: Path, rec: Any, n_mod
         for round_ in range(UNFLIP_ROUNDS):
             bad = set(flips.contradicting_pairs(flips.model_rotations(best), corrections, rel)) - removed
             if not bad:
+                break
+            if len(removed | bad) > UNFLIP_MAX_REMOVED * len(rel):
+                log.warning("%s: the flipped runs contradict %d of %d pairs: too many to map without, not tried",
+                            out, len(removed | bad), len(rel))
                 break
             flips.remove_pairs(pycolmap, copy, [ids[k] for k in bad])
             removed |= bad
