@@ -32,6 +32,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..metrics.poses import rotation_angle_deg as angle_deg
+
 __all__ = ["relative_rotations", "sequence_breaks", "contradicting_pairs", "remove_pairs", "model_rotations", "angle_deg",
            "MAX_DEG", "MIN_INLIERS"]
 
@@ -41,11 +43,6 @@ MAX_DEG = 90.0
 MIN_INLIERS = 15
 
 Pair = tuple[str, str]
-
-
-def angle_deg(r: np.ndarray) -> float:
-    """Angle of a (3, 3) rotation in degrees, ``arccos((tr R - 1) / 2)``."""
-    return float(np.degrees(np.arccos(np.clip((np.trace(r) - 1.0) / 2.0, -1.0, 1.0))))
 
 
 def _rel(rel: Mapping[Pair, np.ndarray], a: str, b: str) -> np.ndarray | None:

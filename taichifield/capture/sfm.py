@@ -265,13 +265,17 @@ def _map(pycolmap: Any, db: Path, image_dir: Path, work: Path, n: int, config: P
 
 @dataclass
 class _Unflip:
-    found: list[tuple[str, str, float]]
-    removed: int
-    left: int
+    """The model :func:`_unflip` kept, and what it found (the :class:`PosesResult` fields)."""
+
+    rec: Any
+    models: int
+    found: list[tuple[str, str, float]] = field(default_factory=list)
+    removed: int = 0
+    left: int = 0
 
 
 def _unflip(pycolmap: Any, db: Path, image_dir: Path, out: Path, rec: Any, n_models: int, n: int,
-            config: PosesConfig, progress: Optional[Progress]) -> tuple[Any, int, _Unflip]:
+            config: PosesConfig, progress: Optional[Progress]) -> _Unflip:
     """Map again without the pairs that voted for flipped runs (:mod:`.flips`); keep the better model.
 
     Up to :data:`UNFLIP_ROUNDS` rounds: each finds the breaks of the best model so far, removes
@@ -285,7 +289,7 @@ def _unflip(pycolmap: Any, db: Path, image_dir: Path, out: Path, rec: Any, n_mod
     rel, ids = flips.relative_rotations(pycolmap, db, cameras=dict(rec.cameras))
     found, corrections = flips.sequence_breaks(flips.model_rotations(rec), rel)
     if not found:
-        return rec, n_models, _Unflip([], 0, 0)
+        return _Unflip(rec, n_models)
     work = out / ".unflip"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -320,7 +324,7 @@ def _unflip(pycolmap: Any, db: Path, image_dir: Path, out: Path, rec: Any, n_mod
                 break
         if best is rec:
             log.warning("%s: mapping again did not remove the %d flipped runs: first model kept", out, len(found))
-        return best, best_models, _Unflip(found, kept_removed, len(best_breaks))
+        return _Unflip(best, best_models, found, kept_removed, len(best_breaks))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -368,9 +372,8 @@ def run_poses(source: str | Path, out: str | Path, config: Optional[PosesConfig]
         _match(pycolmap, db, len(names), config, progress)
         rec, n_models = _map(pycolmap, db, image_dir, out / ".mapping", len(names), config, progress)
         unflip = (_unflip(pycolmap, db, image_dir, out, rec, n_models, len(names), config, progress)
-                  if config.unflip else None)
-        if unflip is not None:
-            rec, n_models = unflip[0], unflip[1]
+                  if config.unflip else _Unflip(rec, n_models))
+        rec, n_models = unflip.rec, unflip.models
     finally:
         pycolmap.logging.minloglevel = quiet_level
     if progress is not None:
@@ -387,9 +390,8 @@ def run_poses(source: str | Path, out: str | Path, config: Optional[PosesConfig]
         log.warning("%s: %d of %d images not registered: %s", out, len(unregistered), len(names), ", ".join(unregistered))
     result = PosesResult(given=len(names), registered=len(registered), unregistered=unregistered,
                          mean_reprojection_error=float(rec.compute_mean_reprojection_error()),
-                         points=int(rec.num_points3D()), seconds=0.0, scene=out, resumed=resume, models=n_models)
-    if unflip is not None:
-        result.breaks_found, result.pairs_removed, result.breaks_left = unflip[2].found, unflip[2].removed, unflip[2].left
+                         points=int(rec.num_points3D()), seconds=0.0, scene=out, resumed=resume, models=n_models,
+                         breaks_found=unflip.found, pairs_removed=unflip.removed, breaks_left=unflip.left)
     data = write_scene(out, sharp, result)
     result.jumps = [(a, b, float(d)) for a, b, d in data["poses"]["rotation_jumps"]]
     if result.jumps:

@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-__all__ = ["PoseAgreement", "pose_agreement", "rotation_jumps", "umeyama"]
+__all__ = ["PoseAgreement", "pose_agreement", "rotation_angle_deg", "rotation_jumps", "umeyama"]
 
 
 def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -51,9 +51,9 @@ def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.nda
     return s, rot, md - s * rot @ ms
 
 
-def _angle_deg(rel: np.ndarray) -> np.ndarray:
-    """(n, 3, 3) rotations -> (n,) their angles in degrees, ``arccos((tr R - 1) / 2)``."""
-    return np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1.0) / 2.0, -1.0, 1.0)))
+def rotation_angle_deg(rel: np.ndarray) -> np.ndarray:
+    """(..., 3, 3) rotations -> (...) their angles in degrees, ``arccos((tr R - 1) / 2)``."""
+    return np.degrees(np.arccos(np.clip((np.trace(rel, axis1=-2, axis2=-1) - 1.0) / 2.0, -1.0, 1.0)))
 
 
 INLIER_FRACTION = 0.05
@@ -130,7 +130,7 @@ def pose_agreement(names: Sequence[str], c2w: np.ndarray, ref_names: Sequence[st
     centre = errors(best)
     inliers = int((centre < INLIER_FRACTION).sum())
     rel = np.einsum("nji,jk,nkl->nil", ref[:, :3, :3], rot, got[:, :3, :3])  # R_ref^T R R_got
-    return PoseAgreement(common, _angle_deg(rel), centre, s, inliers)
+    return PoseAgreement(common, rotation_angle_deg(rel), centre, s, inliers)
 
 
 def rotation_jumps(names: Sequence[str], c2w: np.ndarray, min_deg: float = 90.0) -> list[tuple[str, str, float]]:
@@ -145,5 +145,5 @@ def rotation_jumps(names: Sequence[str], c2w: np.ndarray, min_deg: float = 90.0)
     """
     order = sorted(range(len(names)), key=lambda i: names[i])
     rots = np.asarray(c2w, dtype=np.float64)[order, :3, :3]
-    ang = _angle_deg(np.einsum("nji,njk->nik", rots[:-1], rots[1:]))
+    ang = rotation_angle_deg(np.einsum("nji,njk->nik", rots[:-1], rots[1:]))
     return [(names[order[i]], names[order[i + 1]], float(a)) for i, a in enumerate(ang) if a > min_deg]
