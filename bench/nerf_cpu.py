@@ -15,7 +15,7 @@ When it is absent the script says so and exits with status 2.
 
     python bench/nerf_cpu.py [--time-budget 600] [--downscale 4] [--n-test 20] [--arch cpu]
                              [--log2-table-size N] [--max-resolution N] [--render-steps N]
-                             [--target-samples N] [--no-lr-decay] [--out DIR] [--data SCENE] [--goal DB]
+                             [--target-samples N] [--no-lr-decay] [--contraction on|off] [--out DIR] [--data SCENE] [--goal DB]
 
 It trains with the CLI's defaults (``NerfTrainConfig()``/``NerfConfig()``, as
 ``taichifield train nerf`` does) except for the options given, and prints every setting
@@ -53,6 +53,8 @@ def main() -> int:
     parser.add_argument("--target-samples", type=int, default=None, help="samples per step (CLI default: the arch's preset)")
     parser.add_argument("--render-steps", type=int, default=None, help="marching steps across the box (CLI default)")
     parser.add_argument("--no-lr-decay", action="store_true", help="constant learning rate (CLI default: decay)")
+    parser.add_argument("--contraction", default=None, choices=["on", "off"],
+                        help="contract space outside the box (CLI default: automatic, on for captures with background)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="run folder (default runs/bench-nerf-cpu-<time>)")
     args = parser.parse_args()
@@ -75,7 +77,8 @@ def main() -> int:
 
     out = args.out or f"runs/bench-nerf-cpu-{time.strftime('%Y%m%d-%H%M%S')}"
     model_changes = {k: v for k, v in {"encoding": args.encoding, "log2_table_size": args.log2_table_size,
-                                        "max_resolution": args.max_resolution}.items()
+                                        "max_resolution": args.max_resolution,
+                                        "contraction": None if args.contraction is None else args.contraction == "on"}.items()
                      if v is not None and v != getattr(NerfConfig(), k)}
     train_changes = {k: v for k, v in {"downscale": args.downscale, "target_samples": args.target_samples,
                                         "render_steps": args.render_steps,

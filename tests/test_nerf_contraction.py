@@ -34,7 +34,11 @@ def test_contracted_field_coordinates() -> None:
 
 def test_automatic_choice_and_foreground_box() -> None:
     assert has_background({"format": "ngp", "aabb_scale": 16}) and has_background({"format": "colmap", "aabb_scale": 1})
-    assert not has_background({"format": "ngp", "aabb_scale": 1}) and not has_background({"format": "blender"})
+    # photos in the unit box still show what lies beyond it; masked ones and Blender scenes do not
+    assert has_background({"format": "ngp", "aabb_scale": 1}, has_alpha=False)
+    assert not has_background({"format": "ngp", "aabb_scale": 1}, has_alpha=True)
+    assert has_background({"format": "ngp", "aabb_scale": 4}, has_alpha=True)
+    assert not has_background({"format": "blender"}) and not has_background({"format": "blender"}, has_alpha=True)
     box = foreground_box(torch.tensor([[-8.0, -8.0, -8.0], [8.0, 8.0, 24.0]]), 4.0)
     assert torch.equal(box, torch.tensor([[-2.0, -2.0, 4.0], [2.0, 2.0, 12.0]]))
     with pytest.raises(Exception, match="contraction"):

@@ -143,7 +143,7 @@ class NerfTrainer:
         self.views = views
         aabb = views.aabb.to(dev)
         if config.model.contraction is None:  # automatic: on for captures with background
-            config.model = dataclasses.replace(config.model, contraction=has_background(views.meta))
+            config.model = dataclasses.replace(config.model, contraction=has_background(views.meta, views.has_alpha))
         self.far = views.far
         if config.model.contraction:  # the field's box is the foreground; the rest is contracted
             aabb = foreground_box(aabb, float(views.meta.get("aabb_scale") or 1.0))
