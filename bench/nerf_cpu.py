@@ -15,7 +15,8 @@ When it is absent the script says so and exits with status 2.
 
     python bench/nerf_cpu.py [--time-budget 600] [--downscale 4] [--n-test 20] [--arch cpu]
                              [--log2-table-size N] [--max-resolution N] [--render-steps N]
-                             [--target-samples N] [--no-lr-decay] [--contraction on|off] [--out DIR] [--data SCENE] [--goal DB]
+                             [--target-samples N] [--no-lr-decay] [--contraction on|off]
+                             [--distortion-weight W] [--pose-refinement] [--out DIR] [--data SCENE] [--goal DB]
 
 It trains with the CLI's defaults (``NerfTrainConfig()``/``NerfConfig()``, as
 ``taichifield train nerf`` does) except for the options given, and prints every setting
@@ -53,6 +54,8 @@ def main() -> int:
     parser.add_argument("--target-samples", type=int, default=None, help="samples per step (CLI default: the arch's preset)")
     parser.add_argument("--render-steps", type=int, default=None, help="marching steps across the box (CLI default)")
     parser.add_argument("--no-lr-decay", action="store_true", help="constant learning rate (CLI default: decay)")
+    parser.add_argument("--distortion-weight", type=float, default=None, help="distortion loss weight (CLI default)")
+    parser.add_argument("--pose-refinement", action="store_true", help="learn corrections of the training cameras (CLI default: off)")
     parser.add_argument("--contraction", default=None, choices=["on", "off"],
                         help="contract space outside the box (CLI default: automatic, on for captures with background)")
     parser.add_argument("--seed", type=int, default=0)
@@ -82,6 +85,8 @@ def main() -> int:
                      if v is not None and v != getattr(NerfConfig(), k)}
     train_changes = {k: v for k, v in {"downscale": args.downscale, "target_samples": args.target_samples,
                                         "render_steps": args.render_steps,
+                                        "distortion_weight": args.distortion_weight,
+                                        "pose_refinement": True if args.pose_refinement else None,
                                         "lr_decay": False if args.no_lr_decay else None}.items()
                      if v is not None and v != getattr(NerfTrainConfig(scene=""), k)}
     config = NerfTrainConfig(scene=str(data), out=out, time_budget=args.time_budget, seed=args.seed,

@@ -54,6 +54,8 @@ def train_nerf_command(
     target_samples: Annotated[Optional[int], config_option(NerfTrainConfig, "target_samples", "--target-samples")] = NerfTrainConfig.default("target_samples"),
     log2_table_size: Annotated[int, config_option(NerfConfig, "log2_table_size", "--log2-table-size")] = NerfConfig.default("log2_table_size"),
     contraction: Annotated[Optional[bool], config_option(NerfConfig, "contraction", "--contraction/--no-contraction", note="Default: automatic.")] = NerfConfig.default("contraction"),
+    distortion_weight: Annotated[Optional[float], config_option(NerfTrainConfig, "distortion_weight", "--distortion-weight")] = NerfTrainConfig.default("distortion_weight"),
+    pose_refinement: Annotated[bool, config_option(NerfTrainConfig, "pose_refinement", "--pose-refinement/--no-pose-refinement")] = NerfTrainConfig.default("pose_refinement"),
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run in --out (its ckpt.pt, metrics, curves, progress images) instead of refusing.")] = False,
     arch: ArchOption = "auto",
     seed: SeedOption = 0,
@@ -74,7 +76,8 @@ def train_nerf_command(
     check_positive(time_budget=time_budget)  # the library takes 0 (save at once); a command wants > 0
     # the configs validate every option (one-line errors) before anything is written
     config = NerfTrainConfig(scene=scene or "", steps=steps, time_budget=time_budget, downscale=downscale, seed=seed,
-                             target_samples=target_samples,
+                             target_samples=target_samples, distortion_weight=distortion_weight,
+                             pose_refinement=pose_refinement,
                              model=NerfConfig(encoding=encoding, log2_table_size=log2_table_size,  # type: ignore[arg-type]
                                               contraction=contraction))
     chosen = start_runtime(arch, seed)

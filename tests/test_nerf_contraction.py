@@ -81,6 +81,11 @@ def test_tiny_training_on_a_capture_with_background(tmp_path) -> None:  # type: 
     assert result.test_psnr is not None and result.test_psnr == result.test_psnr
     model = NerfModel.load(run / "ckpt.pt", torch.device("cpu"))
     assert model.field.config.contraction is True and model.grid.contraction
+    from taichifield.train.checkpoint import load_checkpoint
+    from taichifield.train.configs import DISTORTION_WEIGHT
+
+    # the automatic distortion loss is on for a contracted scene (and stored as resolved)
+    assert DISTORTION_WEIGHT > 0 and load_checkpoint(run / "ckpt.pt")["config"]["train"]["distortion_weight"] == DISTORTION_WEIGHT
     expected = foreground_box(views.aabb, 4.0)
     assert torch.allclose(model.field.aabb, expected)
     assert float(model.meta["far"]) >= CONTRACTED_FAR * float((expected[1] - expected[0]).max())
@@ -90,3 +95,26 @@ def test_tiny_training_on_a_capture_with_background(tmp_path) -> None:  # type: 
     model.grid.bits.fill_(-1)
     t0, t1, _ = model.grid.sample(o, d, near=0.0, far=float(model.meta["far"]))
     assert float(t1.max()) > float(views.far)
+
+
+def test_distortion_loss_joins_the_training_loss(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from taichifield.train.nerf import NerfTrainConfig, NerfTrainer
+
+    scene = _ngp_scene(tmp_path)
+
+    def trainer(weight: float, out: str) -> NerfTrainer:
+        return NerfTrainer(NerfTrainConfig(
+            scene=str(scene), out=str(tmp_path / out), steps=3, grid_start=100, eval_views=0, progress_images=False,
+            model=NerfConfig(n_levels=4, log2_table_size=10, max_resolution=64), target_samples=1 << 12,
+            grid_resolution=16, render_steps=64, distortion_weight=weight))
+
+    plain, with_dist = trainer(0.0, "plain"), trainer(1.0, "dist")
+    assert all(torch.equal(a, b) for a, b in zip(plain.model.parameters(), with_dist.model.parameters()))
+    torch.manual_seed(5)
+    a = plain.step(0)
+    torch.manual_seed(5)
+    b = with_dist.step(0)
+    # same rays, same photometric error: the difference is the (positive) distortion term
+    assert float(b["loss"]) > float(a["loss"]) and float(b["psnr"]) == float(a["psnr"])
+    moved = [not torch.equal(p, q) for p, q in zip(plain.model.field.parameters(), with_dist.model.field.parameters())]
+    assert any(moved)

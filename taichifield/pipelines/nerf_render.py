@@ -63,7 +63,7 @@ def _density_fn(field: NerfField, rays_o: torch.Tensor, rays_d: torch.Tensor
 
 def render_nerf_rays(field: NerfField, grid: Any, rays_o: torch.Tensor, rays_d: torch.Tensor, *, near: float,
                       far: float, step_size: float, background: torch.Tensor, perturb: bool = False,
-                      cull: bool = True) -> dict[str, Any]:
+                      cull: bool = True, return_samples: bool = False) -> dict[str, Any]:
     """Render a NerfField through :func:`taichifield.render.render_rays.render_rays` (nerfacc's recipe).
 
     Occupancy-grid marching (Instant-NGP), a no-grad density pass that drops samples behind
@@ -77,6 +77,7 @@ def render_nerf_rays(field: NerfField, grid: Any, rays_o: torch.Tensor, rays_d: 
         near, far, step_size: the marcher's bounds and step.
         perturb: jitter the marched samples (training; uses the default generator of the rays' device).
         cull: drop samples hidden behind surfaces before the full field runs.
+        return_samples: also return ``samples`` (see :func:`~taichifield.render.render_rays.render_rays`).
 
     Returns:
         dict: rgb (R, 3), depth (R,), opacity (R,), n_samples (int, marched samples),
@@ -87,12 +88,15 @@ def render_nerf_rays(field: NerfField, grid: Any, rays_o: torch.Tensor, rays_d: 
 
     out = render_rays(rays_o, rays_d, rgb_sigma_fn(field, rays_o, rays_d), grid=grid, near=near, far=far,
                       step_size=step_size, background=background, perturb=perturb,
-                      sigma_fn=_density_fn(field, rays_o, rays_d) if cull else None)
+                      sigma_fn=_density_fn(field, rays_o, rays_d) if cull else None, return_samples=return_samples)
     rgb = out["rgb"]
     if torch.is_grad_enabled() and not rgb.requires_grad:
         rgb = rgb + 0.0 * sum(p.sum() for p in field.parameters())
-    return {"rgb": rgb, "depth": out["depth"], "opacity": out["opacity"], "n_samples": out["n_marched"],
-            "n_evaluated": out["n_samples"]}
+    result = {"rgb": rgb, "depth": out["depth"], "opacity": out["opacity"], "n_samples": out["n_marched"],
+              "n_evaluated": out["n_samples"]}
+    if return_samples:
+        result["samples"] = out["samples"]
+    return result
 
 
 def _visible_fn(field: NerfField, rays_o: torch.Tensor, rays_d: torch.Tensor

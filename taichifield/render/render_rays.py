@@ -17,7 +17,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import torch
 
@@ -37,7 +37,8 @@ def render_rays(rays_o: torch.Tensor, rays_d: torch.Tensor, rgb_sigma_fn: RgbSig
                 step_size: Optional[float] = None, background: Optional[torch.Tensor] = None,
                 perturb: bool = False, generator: Optional[torch.Generator] = None,
                 max_samples_per_ray: int = 1024, sigma_fn: Optional[SigmaFn] = None,
-                alpha_threshold: float = 0.0, cone_angle: float = 0.0) -> dict[str, Union[torch.Tensor, int]]:
+                alpha_threshold: float = 0.0, cone_angle: float = 0.0, return_samples: bool = False
+                ) -> dict[str, Any]:
     """Sample, evaluate and composite a batch of rays.
 
     Args:
@@ -61,6 +62,9 @@ def render_rays(rays_o: torch.Tensor, rays_d: torch.Tensor, rgb_sigma_fn: RgbSig
         alpha_threshold: with ``sigma_fn``, also drop samples whose alpha is at most this.
         cone_angle: grid marching only: step growing with distance (see
             :meth:`OccupancyGrid.sample`).
+        return_samples: also return ``samples``: the composited ``(t_starts, t_ends,
+            ray_indices, sigmas)`` (each (S,); ``sigmas`` in the field's graph), for losses
+            on the samples' weights (e.g. :mod:`taichifield.render.distortion`).
 
     Returns:
         dict with ``rgb`` (n_rays, 3), ``depth`` (n_rays,) (expected ``t``, not normalised by
@@ -94,10 +98,16 @@ def render_rays(rays_o: torch.Tensor, rays_d: torch.Tensor, rgb_sigma_fn: RgbSig
         opacity = rays_o.new_zeros((n_rays,))
         if background is not None:
             rgb = rgb + background.to(rgb).expand(n_rays, 3)
-        return {"rgb": rgb, "depth": rays_o.new_zeros((n_rays,)), "opacity": opacity,
-                "n_marched": n_marched, "n_samples": 0}
+        out = {"rgb": rgb, "depth": rays_o.new_zeros((n_rays,)), "opacity": opacity,
+               "n_marched": n_marched, "n_samples": 0}
+        if return_samples:
+            out["samples"] = (t_starts, t_ends, ray_indices, t_starts.new_zeros((0,)))
+        return out
     rgbs, sigmas = rgb_sigma_fn(t_starts, t_ends, ray_indices)
     rgb, depth, opacity = volume_render(sigmas.reshape(-1), rgbs.reshape(-1, 3), t_starts, t_ends,
                                         ray_indices, n_rays, background=background)
-    return {"rgb": rgb, "depth": depth, "opacity": opacity, "n_marched": n_marched,
-            "n_samples": int(t_starts.numel())}
+    out = {"rgb": rgb, "depth": depth, "opacity": opacity, "n_marched": n_marched,
+           "n_samples": int(t_starts.numel())}
+    if return_samples:
+        out["samples"] = (t_starts, t_ends, ray_indices, sigmas.reshape(-1))
+    return out

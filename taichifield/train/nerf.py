@@ -37,10 +37,11 @@ from ..images import write_image
 from ..errors import InputError
 from ..fields.nerf import NerfField
 from .checkpoint import load_checkpoint, save_checkpoint
-from .configs import NerfTrainConfig
+from .configs import DISTORTION_WEIGHT, NerfTrainConfig
 from .curves import RunCurves
 from ..metrics.image import psnr
 from ..pipelines.nerf import NerfModel
+from .pose_refine import PoseCorrections
 from .loop import NonFiniteGuard, RunProgress, adam, log_interval, lr_schedule, rng_state, run_loop, set_rng_state
 from ..pipelines.nerf_render import render_nerf_rays, render_view
 from ..render.contraction import contracted_far, foreground_box, has_background
@@ -148,7 +149,10 @@ class NerfTrainer:
         if config.model.contraction:  # the field's box is the foreground; the rest is contracted
             aabb = foreground_box(aabb, float(views.meta.get("aabb_scale") or 1.0))
             self.far = contracted_far(aabb, views.far)
+        if config.distortion_weight is None:
+            config.distortion_weight = DISTORTION_WEIGHT if config.model.contraction else 0.0
         self.step_size = _step_size(aabb, config.render_steps)
+        self.half_side = 0.5 * float((aabb[1] - aabb[0]).max())
         if config.grid_resolution is None:
             config.grid_resolution = 128 if dev.type == "cuda" else 64
         if config.cull_samples is None:
@@ -160,6 +164,12 @@ class NerfTrainer:
             {"params": field.encoding_parameters(), "weight_decay": 0.0},
             {"params": [p for p in field.parameters() if id(p) in decay_ids], "weight_decay": config.weight_decay},
         ]
+        self.poses: PoseCorrections | None = None
+        if config.pose_refinement:
+            self.poses = PoseCorrections(len(views), dev)
+            if ckpt is not None and "pose_corrections" in ckpt["meta"]["trainer"]:
+                self.poses.raw.data.copy_(ckpt["meta"]["trainer"]["pose_corrections"].to(dev))
+            groups.append({"params": [self.poses.raw], "weight_decay": 0.0})
         self.optimizer = adam(groups, lr=config.lr, betas=config.betas, eps=config.eps)
         self.target = config.target_samples or (1 << 18 if dev.type == "cuda" else 1 << 16)
         self.n_rays = config.init_rays
@@ -203,6 +213,8 @@ class NerfTrainer:
         px = torch.randint(0, v.width, (n,), device=dev)
         py = torch.randint(0, v.height, (n,), device=dev)
         rays_o, rays_d = generate_rays(v, idx, px, py)
+        if self.poses is not None:
+            rays_o, rays_d = self.poses.apply(v.c2w, idx, rays_o, rays_d)
         raw = pixels(v, idx, px, py)
         if v.has_alpha:
             bg = torch.rand(n, 3, device=dev) if self.config.random_background else torch.ones(n, 3, device=dev)
@@ -223,11 +235,15 @@ class NerfTrainer:
             grid.bits.copy_(torch.where(grid.bits.any(), grid.bits, torch.full_like(grid.bits, -1)))
         n = self.n_rays
         rays_o, rays_d, gt, bg = self._batch(n)
+        dist_w = config.distortion_weight
         out = render_nerf_rays(field, grid, rays_o, rays_d, near=self.views.near, far=self.far,
-                               step_size=self.step_size, background=bg, perturb=True, cull=bool(config.cull_samples))
+                               step_size=self.step_size, background=bg, perturb=True, cull=bool(config.cull_samples),
+                               return_samples=dist_w > 0)
         err = out["rgb"] - gt
         mse = (err * err).mean()
         loss = torch.nn.functional.huber_loss(out["rgb"], gt, delta=0.1) if config.loss == "huber" else mse
+        if dist_w > 0:
+            loss = loss + dist_w * self._distortion(out["samples"], n)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.guard.step(loss)
@@ -249,6 +265,20 @@ class NerfTrainer:
         return {"loss": loss.detach(), "psnr": self.psnr_ema, "samples_per_s": n_eval / max(dt, 1e-9),
                 "rays": float(n), "lr": lr, "marched": float(n_marched), "evaluated": float(n_eval)}
 
+    def _distortion(self, samples: tuple[torch.Tensor, ...], n_rays: int) -> torch.Tensor:
+        """Mean over the batch's rays of mip-NeRF 360's distortion loss (eq. 15) of the
+        composited samples, on ``s = t / (t + h)`` (``h``: half the field's largest box side)."""
+        from ..render.distortion import distortion_loss, normalized_distance
+        from ..render.volrend import render_weights
+
+        t_starts, t_ends, ray_indices, sigmas = samples
+        if sigmas.numel() == 0:
+            return sigmas.new_zeros(())
+        h = self.half_side
+        w = render_weights(sigmas, t_starts, t_ends, ray_indices, n_rays)
+        s0, s1 = normalized_distance(t_starts, h), normalized_distance(t_ends, h)
+        return distortion_loss(w, s0, s1, ray_indices, n_rays).mean()
+
     def save(self, step: int) -> None:
         config = self.config
         if self.preview is not None:
@@ -257,6 +287,8 @@ class NerfTrainer:
                 self.curves.history.record(step, {"test_psnr": held_out}, force=True)
         trainer = {"n_rays": self.n_rays, "psnr_ema": float(self.psnr_ema) if self.psnr_ema is not None else 0.0,
                    "lr_scale": self.guard.lr_scale, "progress": self.progress.last}
+        if self.poses is not None:
+            trainer["pose_corrections"] = self.poses.raw.detach().cpu()
         save_checkpoint(self.run_dir / "ckpt.pt", "nerf",
                         {"model": config.model.to_dict(), "train": config.to_dict(), "scene": config.scene},
                         self.model.state_dict(), optimizer=self.optimizer.state_dict(), rng=rng_state(), step=step,
@@ -281,6 +313,8 @@ class NerfTrainer:
             "test_views": config.eval_views, "scene": config.scene, "downscale": config.downscale,
             "encoding": config.model.encoding, "arch": runtime.current_arch(),
         }
+        if self.poses is not None:  # how far the training cameras moved
+            metrics["pose_refinement"] = {k: round(v, 5) for k, v in self.poses.summary().items()}
         with atomic_path(self.run_dir / "metrics.json") as tmp:
             tmp.write_text(json.dumps(metrics, indent=2) + "\n")
         return NerfTrainResult(self.run_dir, result.step, result.seconds, result.stopped, train_psnr, test_psnr)
