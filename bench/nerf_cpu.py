@@ -16,7 +16,7 @@ When it is absent the script says so and exits with status 2.
     python bench/nerf_cpu.py [--time-budget 600] [--downscale 4] [--n-test 20] [--arch cpu]
                              [--log2-table-size N] [--max-resolution N] [--render-steps N]
                              [--target-samples N] [--no-lr-decay] [--contraction on|off]
-                             [--distortion-weight W] [--pose-refinement] [--out DIR] [--data SCENE] [--goal DB]
+                             [--distortion-weight W] [--pose-refinement] [--appearance] [--out DIR] [--data SCENE] [--goal DB]
 
 It trains with the CLI's defaults (``NerfTrainConfig()``/``NerfConfig()``, as
 ``taichifield train nerf`` does) except for the options given, and prints every setting
@@ -56,6 +56,7 @@ def main() -> int:
     parser.add_argument("--no-lr-decay", action="store_true", help="constant learning rate (CLI default: decay)")
     parser.add_argument("--distortion-weight", type=float, default=None, help="distortion loss weight (CLI default)")
     parser.add_argument("--pose-refinement", action="store_true", help="learn corrections of the training cameras (CLI default: off)")
+    parser.add_argument("--appearance", action="store_true", help="learn a colour transform per photo (CLI default: off)")
     parser.add_argument("--contraction", default=None, choices=["on", "off"],
                         help="contract space outside the box (CLI default: automatic, on for captures with background)")
     parser.add_argument("--seed", type=int, default=0)
@@ -87,6 +88,7 @@ def main() -> int:
                                         "render_steps": args.render_steps,
                                         "distortion_weight": args.distortion_weight,
                                         "pose_refinement": True if args.pose_refinement else None,
+                                        "appearance": True if args.appearance else None,
                                         "lr_decay": False if args.no_lr_decay else None}.items()
                      if v is not None and v != getattr(NerfTrainConfig(scene=""), k)}
     config = NerfTrainConfig(scene=str(data), out=out, time_budget=args.time_budget, seed=args.seed,

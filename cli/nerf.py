@@ -56,6 +56,7 @@ def train_nerf_command(
     contraction: Annotated[Optional[bool], config_option(NerfConfig, "contraction", "--contraction/--no-contraction", note="Default: automatic.")] = NerfConfig.default("contraction"),
     distortion_weight: Annotated[Optional[float], config_option(NerfTrainConfig, "distortion_weight", "--distortion-weight")] = NerfTrainConfig.default("distortion_weight"),
     pose_refinement: Annotated[bool, config_option(NerfTrainConfig, "pose_refinement", "--pose-refinement/--no-pose-refinement")] = NerfTrainConfig.default("pose_refinement"),
+    appearance: Annotated[bool, config_option(NerfTrainConfig, "appearance", "--appearance/--no-appearance")] = NerfTrainConfig.default("appearance"),
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run in --out (its ckpt.pt, metrics, curves, progress images) instead of refusing.")] = False,
     arch: ArchOption = "auto",
     seed: SeedOption = 0,
@@ -77,7 +78,7 @@ def train_nerf_command(
     # the configs validate every option (one-line errors) before anything is written
     config = NerfTrainConfig(scene=scene or "", steps=steps, time_budget=time_budget, downscale=downscale, seed=seed,
                              target_samples=target_samples, distortion_weight=distortion_weight,
-                             pose_refinement=pose_refinement,
+                             pose_refinement=pose_refinement, appearance=appearance,
                              model=NerfConfig(encoding=encoding, log2_table_size=log2_table_size,  # type: ignore[arg-type]
                                               contraction=contraction))
     chosen = start_runtime(arch, seed)

@@ -70,6 +70,9 @@ class NerfTrainConfig(Config):
     pose_refinement: bool = False
     """Learn an SE(3) correction of every training camera with the field
     (:mod:`taichifield.train.pose_refine`); for captures whose poses are slightly off."""
+    appearance: bool = False
+    """Learn a per-photo affine colour transform (exposure, white balance;
+    :mod:`taichifield.train.appearance`); held-out views get the average photo's."""
     target_samples: int | None = None
     """Samples per step (the batch budget); None: 2^18 on CUDA, 2^16 on the CPU."""
     init_rays: int = 1024

@@ -41,6 +41,7 @@ from .configs import DISTORTION_WEIGHT, NerfTrainConfig
 from .curves import RunCurves
 from ..metrics.image import psnr
 from ..pipelines.nerf import NerfModel
+from .appearance import ImageAppearance
 from .pose_refine import PoseCorrections
 from .loop import NonFiniteGuard, RunProgress, adam, log_interval, lr_schedule, rng_state, run_loop, set_rng_state
 from ..pipelines.nerf_render import render_nerf_rays, render_view
@@ -164,12 +165,14 @@ class NerfTrainer:
             {"params": field.encoding_parameters(), "weight_decay": 0.0},
             {"params": [p for p in field.parameters() if id(p) in decay_ids], "weight_decay": config.weight_decay},
         ]
-        self.poses: PoseCorrections | None = None
-        if config.pose_refinement:
-            self.poses = PoseCorrections(len(views), dev)
-            if ckpt is not None and "pose_corrections" in ckpt["meta"]["trainer"]:
-                self.poses.raw.data.copy_(ckpt["meta"]["trainer"]["pose_corrections"].to(dev))
-            groups.append({"params": [self.poses.raw], "weight_decay": 0.0})
+        # optional per-view corrections, learned by the same optimiser (their own group, no decay)
+        self.poses = PoseCorrections(len(views), dev) if config.pose_refinement else None
+        self.appearance = ImageAppearance(len(views), dev) if config.appearance else None
+        for key, module in (("pose_corrections", self.poses), ("appearance", self.appearance)):
+            if module is not None:
+                if ckpt is not None and key in ckpt["meta"]["trainer"]:
+                    module.raw.data.copy_(ckpt["meta"]["trainer"][key].to(dev))
+                groups.append({"params": [module.raw], "weight_decay": 0.0})
         self.optimizer = adam(groups, lr=config.lr, betas=config.betas, eps=config.eps)
         self.target = config.target_samples or (1 << 18 if dev.type == "cuda" else 1 << 16)
         self.n_rays = config.init_rays
@@ -203,8 +206,9 @@ class NerfTrainer:
         return {"step_size": self.step_size, "near": v.near, "far": self.far, "eval_background": [1.0, 1.0, 1.0],
                 "downscale": config.downscale, "width": v.width, "height": v.height}
 
-    def _batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``n`` random training pixels: rays (n, 3) x2, target colours (n, 3), backgrounds (n, 3)."""
+    def _batch(self, n: int) -> tuple[torch.Tensor, ...]:
+        """``n`` random training pixels: rays (n, 3) x2, target colours (n, 3), backgrounds (n, 3),
+        view indices (n,)."""
         from ..data import generate_rays
         from ..data.rays import pixels
 
@@ -222,7 +226,7 @@ class NerfTrainer:
         else:
             bg = torch.ones(n, 3, device=dev)
             gt = raw[:, :3]
-        return rays_o, rays_d, gt, bg
+        return rays_o, rays_d, gt, bg, idx
 
     def step(self, step: int) -> dict[str, Any]:
         config, grid, field = self.config, self.model.grid, self.model.field
@@ -234,14 +238,15 @@ class NerfTrainer:
             # the mean-based threshold: march everywhere rather than nowhere (decided on the device)
             grid.bits.copy_(torch.where(grid.bits.any(), grid.bits, torch.full_like(grid.bits, -1)))
         n = self.n_rays
-        rays_o, rays_d, gt, bg = self._batch(n)
+        rays_o, rays_d, gt, bg, view = self._batch(n)
         dist_w = config.distortion_weight
         out = render_nerf_rays(field, grid, rays_o, rays_d, near=self.views.near, far=self.far,
                                step_size=self.step_size, background=bg, perturb=True, cull=bool(config.cull_samples),
                                return_samples=dist_w > 0)
-        err = out["rgb"] - gt
+        rgb = out["rgb"] if self.appearance is None else self.appearance.apply(view, out["rgb"])
+        err = rgb - gt
         mse = (err * err).mean()
-        loss = torch.nn.functional.huber_loss(out["rgb"], gt, delta=0.1) if config.loss == "huber" else mse
+        loss = torch.nn.functional.huber_loss(rgb, gt, delta=0.1) if config.loss == "huber" else mse
         if dist_w > 0:
             loss = loss + dist_w * self._distortion(out["samples"], n)
         self.optimizer.zero_grad(set_to_none=True)
@@ -287,8 +292,9 @@ class NerfTrainer:
                 self.curves.history.record(step, {"test_psnr": held_out}, force=True)
         trainer = {"n_rays": self.n_rays, "psnr_ema": float(self.psnr_ema) if self.psnr_ema is not None else 0.0,
                    "lr_scale": self.guard.lr_scale, "progress": self.progress.last}
-        if self.poses is not None:
-            trainer["pose_corrections"] = self.poses.raw.detach().cpu()
+        for key, module in (("pose_corrections", self.poses), ("appearance", self.appearance)):
+            if module is not None:
+                trainer[key] = module.raw.detach().cpu()
         save_checkpoint(self.run_dir / "ckpt.pt", "nerf",
                         {"model": config.model.to_dict(), "train": config.to_dict(), "scene": config.scene},
                         self.model.state_dict(), optimizer=self.optimizer.state_dict(), rng=rng_state(), step=step,
@@ -315,6 +321,8 @@ class NerfTrainer:
         }
         if self.poses is not None:  # how far the training cameras moved
             metrics["pose_refinement"] = {k: round(v, 5) for k, v in self.poses.summary().items()}
+        if self.appearance is not None:
+            metrics["appearance"] = {k: round(v, 5) for k, v in self.appearance.summary().items()}
         with atomic_path(self.run_dir / "metrics.json") as tmp:
             tmp.write_text(json.dumps(metrics, indent=2) + "\n")
         return NerfTrainResult(self.run_dir, result.step, result.seconds, result.stopped, train_psnr, test_psnr)
