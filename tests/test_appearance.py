@@ -32,7 +32,7 @@ def test_learns_exposure_differences_between_photos() -> None:
     seen = torch.where(view[:, None] == 0, 0.8 * rgb, 1.2 * rgb)
     seen[:, 2] += torch.where(view == 1, 0.025, -0.025)
     app = ImageAppearance(2)
-    opt = torch.optim.Adam(app.parameters(), lr=1e-2)
+    opt = torch.optim.Adam(app.parameters(), lr=0.1)  # code steps of 1e-3
     for _ in range(600):
         opt.zero_grad()
         ((app.apply(view, rgb) - seen) ** 2).mean().backward()

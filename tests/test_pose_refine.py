@@ -44,7 +44,7 @@ def test_zero_corrections_leave_rays_alone_and_apply_matches_the_corrected_poses
     o0, d0 = poses.apply(views.c2w, idx, o, d)
     assert torch.equal(o0, o) and torch.allclose(d0, d, atol=1e-6)  # R R^T d: rounding only
     with torch.no_grad():
-        poses.raw.copy_(torch.randn(len(views), 6, generator=g) * 0.5)  # up to ~0.1 rad and 0.1 units
+        poses.raw.copy_(torch.randn(len(views), 6, generator=g) * 0.05 / POSE_SCALE)  # twists ~0.05 rad and units
     o1, d1 = poses.apply(views.c2w, idx, o, d)
     # the rays the refined cameras generate themselves
     refined = dataclasses.replace(views, c2w=poses.corrected_c2w(views.c2w))

@@ -12,7 +12,10 @@ The codes are centred over the training views (``M_k, b_k`` minus their means) s
 keeps the *average* photo's appearance: held-out views are rendered with the identity
 (``M = 0, b = 0``), as they have no code. As for pose refinement
 (:mod:`taichifield.train.pose_refine`), the stored parameter is ``code / APPEARANCE_SCALE``,
-so Adam moves a code by about ``APPEARANCE_SCALE * lr`` per step.
+so Adam moves a code by about ``APPEARANCE_SCALE * lr`` per step: 1e-4 at the default lr, so
+a consistent exposure difference of 0.2 is learned in 2000 steps while the noise of a few rays
+per view and step wanders only ~0.005 (with 1e-3 per step, the beer capture's training PSNR
+at 360 s fell from 28.7 to 26.3 dB).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from torch import nn
 
 __all__ = ["APPEARANCE_SCALE", "ImageAppearance"]
 
-APPEARANCE_SCALE = 0.1
+APPEARANCE_SCALE = 0.01
 """Code change per unit of the stored parameter."""
 
 

@@ -10,8 +10,13 @@ and a ray ``(o, d)`` of view ``k`` with rotation ``R = c2w_k[:3, :3]`` becomes
 ``o' = o + R tau_k``, ``d' = R exp(omega_k^) R^T d``. Corrections start at zero (the given
 poses) and are learned with the field by the same optimiser; the stored parameter is
 ``xi / POSE_SCALE`` so that Adam's step (about the learning rate per step, whatever the
-gradient's size) moves a pose by ``POSE_SCALE * lr``: 1e-3 rad and 1e-3 box units per step
-at the default lr 1e-2, as BARF's pose learning rate.
+gradient's size) moves a pose by ``POSE_SCALE * lr``: 2e-5 rad and 2e-5 box units per step
+at the default lr 1e-2. Small on purpose: a CPU step holds a few hundred rays, i.e. a few
+per view, so each view's gradient is mostly noise, and Adam turns noise into a random walk of
+about ``lr sqrt(steps)`` (0.05 degrees after 2000 steps) while a consistent error is
+still corrected by up to ``lr * steps`` (2.3 degrees). With BARF's 1e-3 per step the beer
+capture's cameras wandered 1.3 degrees on average in 2000 steps (its poses are good to
+~0.05 degrees) and the held-out PSNR fell from 29.12 to 24.42 dB.
 
 Held-out views keep their given poses: refinement corrects the training cameras only.
 """
@@ -25,7 +30,7 @@ from torch import nn
 
 __all__ = ["POSE_SCALE", "PoseCorrections", "correct_rays", "so3_exp"]
 
-POSE_SCALE = 0.1
+POSE_SCALE = 0.002
 """Pose change per unit of the stored parameter (see the module docstring)."""
 
 
