@@ -27,6 +27,10 @@ def _not_negative(**values: float | None) -> None:
             raise InputError(f"--{name.replace('_', '-')} must be >= 0, not {value}")
 
 
+PROGRESS_WIDTH = 400
+"""Largest width in pixels of the progress pictures' held-out view (the training views'
+downscale times the smallest integer factor that brings it to at most this)."""
+
 DISTORTION_WEIGHT = 0.01
 """``NerfTrainConfig.distortion_weight`` of contracted scenes (mip-NeRF 360's lambda)."""
 
@@ -98,7 +102,7 @@ class NerfTrainConfig(Config):
     checkpoint_seconds: float = 120.0
     """Seconds between periodic checkpoints."""
     progress_images: bool = True
-    """With each checkpoint, write ``RUN/progress/step_XXXXX.png``: test view 0 (at most 128 px
+    """With each checkpoint, write ``RUN/progress/step_XXXXX.png``: test view 0 (at most :data:`PROGRESS_WIDTH` px
     wide) rendered by the current field, next to its ground truth; its PSNR is drawn in
     ``curves.png`` as ``test_psnr``."""
 
@@ -180,7 +184,7 @@ class NeuSTrainConfig(Config):
     checkpoint_seconds: float = 120.0
     """Seconds between periodic checkpoints."""
     progress_images: bool = True
-    """With each checkpoint, write ``RUN/progress/step_XXXXX.png``: test view 0 (at most 128 px
+    """With each checkpoint, write ``RUN/progress/step_XXXXX.png``: test view 0 (at most :data:`PROGRESS_WIDTH` px
     wide), ground truth | colour | normals; its PSNR is drawn in ``curves.png`` as ``test_psnr``."""
 
     def __post_init__(self) -> None:

@@ -37,7 +37,7 @@ from ..images import write_image
 from ..errors import InputError
 from ..fields.nerf import NerfField
 from .checkpoint import load_checkpoint, save_checkpoint
-from .configs import DISTORTION_WEIGHT, NerfTrainConfig
+from .configs import DISTORTION_WEIGHT, PROGRESS_WIDTH, NerfTrainConfig
 from .curves import RunCurves
 from ..metrics.image import psnr
 from ..pipelines.nerf import NerfModel
@@ -333,7 +333,7 @@ class _ProgressView:
 
     def __init__(self, config: NerfTrainConfig, folder: Path, train_width: int) -> None:
         self.config, self.folder = config, folder
-        self.downscale = config.downscale * max(1, math.ceil(train_width / 128))
+        self.downscale = config.downscale * max(1, math.ceil(train_width / PROGRESS_WIDTH))
         self.views: Any = None
         self.failed = False
 

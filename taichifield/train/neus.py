@@ -40,7 +40,7 @@ from ..images import write_image
 from ..metrics.image import psnr
 from ..pipelines.neus import NeuSModel, render_neus_rays, sdf_density_fn
 from .checkpoint import load_checkpoint, save_checkpoint
-from .configs import NeuSTrainConfig
+from .configs import PROGRESS_WIDTH, NeuSTrainConfig
 from .curves import RunCurves
 from .loop import NonFiniteGuard, RunProgress, adam, log_interval, rng_state, run_loop, set_rng_state
 
@@ -285,7 +285,7 @@ class _ProgressView:
 
     def __init__(self, config: NeuSTrainConfig, folder: Path, train_width: int) -> None:
         self.config, self.folder = config, folder
-        self.downscale = config.downscale * max(1, math.ceil(train_width / 128))
+        self.downscale = config.downscale * max(1, math.ceil(train_width / PROGRESS_WIDTH))
         self.views: Any = None
         self.failed = False
 
