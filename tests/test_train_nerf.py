@@ -197,10 +197,9 @@ def test_trainer_render_with_no_samples_keeps_a_graph() -> None:
 
 def test_progress_pictures_are_up_to_400_px_wide(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from taichifield.train.configs import PROGRESS_WIDTH
-    from taichifield.train.nerf import _ProgressView
+    from taichifield.train.held_out import ProgressView
 
     assert PROGRESS_WIDTH == 400
-    config = NerfTrainConfig(scene="unused", downscale=2)
     # the view is rendered at the training views' resolution up to 400 px, then halved, thirded...
-    factors = {w: _ProgressView(config, tmp_path, w).downscale for w in (100, 400, 401, 800, 1280)}
+    factors = {w: ProgressView("unused", 2, tmp_path, w).downscale for w in (100, 400, 401, 800, 1280)}
     assert factors == {100: 2, 400: 2, 401: 4, 800: 4, 1280: 8}

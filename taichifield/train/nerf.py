@@ -33,12 +33,10 @@ import torch
 
 from .. import runtime
 from ..atomic import atomic_path
-from ..images import write_image
-from ..errors import InputError
-from ..fields.nerf import NerfField
 from .checkpoint import load_checkpoint, save_checkpoint
-from .configs import DISTORTION_WEIGHT, PROGRESS_WIDTH, NerfTrainConfig
+from .configs import DISTORTION_WEIGHT, NerfTrainConfig
 from .curves import RunCurves
+from .held_out import ProgressView, held_out_psnr
 from ..metrics.image import psnr
 from ..pipelines.nerf import NerfModel
 from .appearance import ImageAppearance
@@ -196,7 +194,8 @@ class NerfTrainer:
                                      self.guard, self.start_step)
 
         self.last_t = time.monotonic()
-        self.preview = _ProgressView(config, self.run_dir / "progress", views.width) if config.progress_images else None
+        self.preview = (ProgressView(config.scene, config.downscale, self.run_dir / "progress", views.width)
+                        if config.progress_images else None)
         self.curves = RunCurves(self.run_dir, config.steps, title=f"nerf [{Path(config.scene.rstrip('/')).name}]",
                                 metrics=("loss", "psnr", "test_psnr"))
 
@@ -284,10 +283,21 @@ class NerfTrainer:
         s0, s1 = normalized_distance(t_starts, h), normalized_distance(t_ends, h)
         return distortion_loss(w, s0, s1, ray_indices, n_rays).mean()
 
+    def _render(self, v: Any, i: int) -> list[torch.Tensor]:
+        """View ``i`` of ``v`` by the current field in eval mode (rays reach ``max(far, the
+        view's far)``: a contracted scene's background)."""
+        field = self.model.field
+        was_training = field.training
+        field.eval()
+        img = render_view(field, self.model.grid, v.c2w[i], v.width, v.height, v.fx, v.fy, v.cx, v.cy,
+                          near=v.near, far=max(v.far, self.far), step_size=self.step_size, distortion=v.distortion)
+        field.train(was_training)
+        return [img]
+
     def save(self, step: int) -> None:
         config = self.config
         if self.preview is not None:
-            held_out = self.preview.write(step, self.model.field, self.model.grid, self.step_size, self.far)
+            held_out = self.preview.write(step, self._render)
             if held_out is not None:  # the held-out view's PSNR joins the curves
                 self.curves.history.record(step, {"test_psnr": held_out}, force=True)
         trainer = {"n_rays": self.n_rays, "psnr_ema": float(self.psnr_ema) if self.psnr_ema is not None else 0.0,
@@ -302,7 +312,7 @@ class NerfTrainer:
         self.curves.write()
 
     def run(self, progress: ProgressFn | None = None) -> NerfTrainResult:
-        config, field, grid = self.config, self.model.field, self.model.grid
+        config, field = self.config, self.model.field
         t_train = time.monotonic()
         field.train()
         result = run_loop(self.step, start_step=self.start_step, total_steps=config.steps,
@@ -310,7 +320,7 @@ class NerfTrainer:
                           checkpoint_seconds=config.checkpoint_seconds, on_step=self.curves.on_step(progress), guard=self.guard,
                           log_every=log_interval(self.device))
         field.eval()
-        test_psnr = _test_psnr(config, field, grid, self.step_size, self.far) if config.eval_views else None
+        test_psnr = held_out_psnr(config.scene, config.downscale, config.eval_views, self._render) if config.eval_views else None
         train_psnr = float(self.psnr_ema) if self.psnr_ema is not None else 0.0
         metrics = {
             "steps": result.step, "seconds": round(time.monotonic() - t_train, 2), "train_seconds": round(result.seconds, 2),
@@ -326,57 +336,3 @@ class NerfTrainer:
         with atomic_path(self.run_dir / "metrics.json") as tmp:
             tmp.write_text(json.dumps(metrics, indent=2) + "\n")
         return NerfTrainResult(self.run_dir, result.step, result.seconds, result.stopped, train_psnr, test_psnr)
-
-
-class _ProgressView:
-    """Writes a held-out view next to its ground truth as training goes (``RUN/progress``)."""
-
-    def __init__(self, config: NerfTrainConfig, folder: Path, train_width: int) -> None:
-        self.config, self.folder = config, folder
-        self.downscale = config.downscale * max(1, math.ceil(train_width / PROGRESS_WIDTH))
-        self.views: Any = None
-        self.failed = False
-
-    @torch.no_grad()
-    def write(self, step: int, field: NerfField, grid: Any, step_size: float, far: float) -> float | None:
-        """Write ``step_XXXXX.png``; returns the view's PSNR (None without a test split).
-        Rays reach ``max(far, the view's far)`` (a contracted scene's background)."""
-        from ..data import load_scene
-        from ..metrics.image import psnr_images
-
-        if self.failed:
-            return None
-        if self.views is None:
-            try:
-                self.views = load_scene(self.config.scene, "test", self.downscale)
-            except InputError as exc:  # e.g. a capture without a test split
-                log.warning("no progress images: %s", exc)
-                self.failed = True
-                return None
-        v = self.views
-        was_training = field.training
-        field.eval()
-        img = render_view(field, grid, v.c2w[0], v.width, v.height, v.fx, v.fy, v.cx, v.cy,
-                          near=v.near, far=max(v.far, far), step_size=step_size, distortion=v.distortion)
-        field.train(was_training)
-        gt = v.rgb((1.0, 1.0, 1.0), index=0).reshape(img.shape)
-        write_image(self.folder / f"step_{step:05d}.png", torch.cat([gt.cpu(), img.cpu()], dim=1))
-        return psnr_images(img.cpu(), gt.cpu())
-
-
-def _test_psnr(config: NerfTrainConfig, field: NerfField, grid: Any, step_size: float, far: float) -> float:
-    """Mean PSNR over the first ``eval_views`` test views, on white (rays reach ``max(far, view far)``)."""
-    from ..data import load_scene
-    from ..metrics.image import psnr_images
-
-    try:
-        test = load_scene(config.scene, "test", config.downscale)
-    except InputError as exc:
-        log.warning("no test split for metrics: %s", exc)
-        return float("nan")
-    vals = []
-    for i in range(min(config.eval_views, len(test))):
-        img = render_view(field, grid, test.c2w[i], test.width, test.height, test.fx, test.fy, test.cx, test.cy,
-                          near=test.near, far=max(test.far, far), step_size=step_size, distortion=test.distortion)
-        vals.append(psnr_images(img, test.rgb((1.0, 1.0, 1.0), index=i)))
-    return sum(vals) / max(len(vals), 1)

@@ -34,14 +34,13 @@ import torch
 
 from .. import runtime
 from ..atomic import atomic_path
-from ..errors import InputError
 from ..runfolder import timestamped_run
-from ..images import write_image
 from ..metrics.image import psnr
 from ..pipelines.neus import NeuSModel, render_neus_rays, sdf_density_fn
 from .checkpoint import load_checkpoint, save_checkpoint
-from .configs import PROGRESS_WIDTH, NeuSTrainConfig
+from .configs import NeuSTrainConfig
 from .curves import RunCurves
+from .held_out import ProgressView, held_out_psnr
 from .loop import NonFiniteGuard, RunProgress, adam, log_interval, rng_state, run_loop, set_rng_state
 
 __all__ = ["NeuSTrainConfig", "NeuSTrainResult", "NeuSTrainer", "run_train_neus", "default_run_dir"]
@@ -161,7 +160,8 @@ class NeuSTrainer:
         self.scheduler = self._scheduler([config.lr, config.lr, config.variance_lr])
         self.model.meta = self._meta(self.start_step)
         self.last_t = time.monotonic()
-        self.preview = _ProgressView(config, self.run_dir / "progress", views.width) if config.progress_images else None
+        self.preview = (ProgressView(config.scene, config.downscale, self.run_dir / "progress", views.width)
+                        if config.progress_images else None)
         self.curves = RunCurves(self.run_dir, config.steps, title=f"neus [{Path(config.scene.rstrip('/')).name}]",
                                 metrics=("loss", "psnr", "test_psnr"))
 
@@ -241,11 +241,17 @@ class NeuSTrainer:
         return {"loss": loss.detach(), "psnr": self.psnr_ema, "eikonal": eikonal.detach(),
                 "inv_s": field.inv_s().detach(), "samples_per_s": n_samples / max(dt, 1e-9), "rays": float(n), "lr": lr}
 
+    def _render(self, v: Any, i: int, normals: bool = True) -> list[torch.Tensor]:
+        """View ``i`` of ``v``: colour, and (progress pictures) the normal map."""
+        args = (v.c2w[i], v.width, v.height, v.fx, v.fy, v.cx, v.cy)
+        img = self.model.render_view(*args, distortion=v.distortion)
+        return [img, self.model.render_view(*args, distortion=v.distortion, normals=True)] if normals else [img]
+
     def save(self, step: int) -> None:
         config = self.config
         self.model.meta = self._meta(step)
         if self.preview is not None:
-            held_out = self.preview.write(step, self.model)
+            held_out = self.preview.write(step, self._render)
             if held_out is not None:
                 self.curves.history.record(step, {"test_psnr": held_out}, force=True)
         trainer = {"n_rays": self.n_rays, "psnr_ema": float(self.psnr_ema) if self.psnr_ema is not None else 0.0,
@@ -266,7 +272,9 @@ class NeuSTrainer:
                           checkpoint_seconds=config.checkpoint_seconds, on_step=self.curves.on_step(progress),
                           guard=self.guard, log_every=log_interval(self.device))
         self.model.eval()
-        test_psnr = _test_psnr(config, self.model) if config.eval_views else None
+        test_psnr = (held_out_psnr(config.scene, config.downscale, config.eval_views,
+                                   lambda v, i: self._render(v, i, normals=False))
+                     if config.eval_views else None)
         train_psnr = float(self.psnr_ema) if self.psnr_ema is not None else 0.0
         metrics = {
             "steps": result.step, "seconds": round(time.monotonic() - t_train, 2), "train_seconds": round(result.seconds, 2),
@@ -278,53 +286,3 @@ class NeuSTrainer:
         with atomic_path(self.run_dir / "metrics.json") as tmp:
             tmp.write_text(json.dumps(metrics, indent=2) + "\n")
         return NeuSTrainResult(self.run_dir, result.step, result.seconds, result.stopped, train_psnr, test_psnr)
-
-
-class _ProgressView:
-    """Writes test view 0 as ground truth | colour | normals as training goes (``RUN/progress``)."""
-
-    def __init__(self, config: NeuSTrainConfig, folder: Path, train_width: int) -> None:
-        self.config, self.folder = config, folder
-        self.downscale = config.downscale * max(1, math.ceil(train_width / PROGRESS_WIDTH))
-        self.views: Any = None
-        self.failed = False
-
-    @torch.no_grad()
-    def write(self, step: int, model: NeuSModel) -> float | None:
-        """Write ``step_XXXXX.png``; returns the view's PSNR (None without a test split)."""
-        from ..data import load_scene
-        from ..metrics.image import psnr_images
-
-        if self.failed:
-            return None
-        if self.views is None:
-            try:
-                self.views = load_scene(self.config.scene, "test", self.downscale)
-            except InputError as exc:
-                log.warning("no progress images: %s", exc)
-                self.failed = True
-                return None
-        v = self.views
-        args = (v.c2w[0], v.width, v.height, v.fx, v.fy, v.cx, v.cy)
-        img = model.render_view(*args, distortion=v.distortion)
-        normals = model.render_view(*args, distortion=v.distortion, normals=True)
-        gt = v.rgb((1.0, 1.0, 1.0), index=0).reshape(img.shape).cpu()
-        write_image(self.folder / f"step_{step:05d}.png", torch.cat([gt, img, normals], dim=1))
-        return psnr_images(img, gt)
-
-
-def _test_psnr(config: NeuSTrainConfig, model: NeuSModel) -> float:
-    """Mean PSNR over the first ``eval_views`` test views, on white."""
-    from ..data import load_scene
-    from ..metrics.image import psnr_images
-
-    try:
-        test = load_scene(config.scene, "test", config.downscale)
-    except InputError as exc:
-        log.warning("no test split for metrics: %s", exc)
-        return float("nan")
-    vals = [psnr_images(model.render_view(test.c2w[i], test.width, test.height, test.fx, test.fy, test.cx, test.cy,
-                                          distortion=test.distortion), test.rgb((1.0, 1.0, 1.0), index=i).cpu())
-            for i in range(min(config.eval_views, len(test)))]
-    return sum(vals) / max(len(vals), 1)
-
