@@ -227,8 +227,20 @@ def start_runtime(arch: str, seed: int | None = None) -> str:
     return chosen
 
 
+def run_fraction(completed: float, total: float | None, elapsed: float, time_budget: float | None) -> float:
+    """How far a run is, in [0, 1]: ``completed / total``, or the share of ``time_budget``
+    spent when that is further (a time budget ends a run long before its step count)."""
+    f = min(completed / total, 1.0) if total else 0.0
+    if time_budget:
+        f = max(f, min(elapsed / time_budget, 1.0))
+    return f
+
+
 class Progress:
     """A rich progress bar on a terminal; periodic plain log lines otherwise; nothing when quiet.
+
+    With ``time_budget`` (seconds) the bar and its ETA follow :func:`run_fraction` (whichever
+    of the steps or the budget ends the run first) and the count moves into the text.
 
     Example::
 
@@ -238,8 +250,11 @@ class Progress:
                 bar.update(1, info=f"loss {loss:.4f} psnr {psnr:.2f}")
     """
 
-    def __init__(self, description: str, total: float | None, quiet: bool = False, unit: str = "it") -> None:
+    def __init__(self, description: str, total: float | None, quiet: bool = False, unit: str = "it",
+                 time_budget: float | None = None) -> None:
         self.description, self.total, self.quiet, self.unit = description, total, quiet, unit
+        self.time_budget = time_budget
+        self._t_first: float | None = None
         self.completed = 0.0
         self._rich: Any = None
         self._task: Any = None
@@ -256,14 +271,19 @@ class Progress:
                 TimeElapsedColumn, TimeRemainingColumn,
             )
 
+            count = TextColumn("{task.percentage:>3.0f}%") if self.time_budget else MofNCompleteColumn()
             self._rich = RichProgress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("[bold]{task.description}"), BarColumn(), count,
                 TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
                 TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
                 console=Console(stderr=True), transient=False,
             )
             self._rich.__enter__()
-            self._task = self._rich.add_task(self.description, total=self.total, rate="", info="")
+            from rich.markup import escape
+
+            # escaped: "nerf [lego]" is the scene's name, not a rich style tag
+            self._task = self._rich.add_task(escape(self.description), total=1.0 if self.time_budget else self.total,
+                                             rate="", info="")
         return self
 
     def update(self, advance: float = 1, info: str | None = None, completed: float | None = None) -> None:
@@ -272,12 +292,19 @@ class Progress:
             self.info = info
         elapsed = max(time.monotonic() - self._t0, 1e-9)
         rate = f"{self.completed / elapsed:,.1f} {self.unit}/s"
+        shown, info = self.completed, self.info
+        if self.time_budget:  # the budget's clock starts with the first step, not at set-up
+            if self._t_first is None:
+                self._t_first = time.monotonic()
+            shown = run_fraction(self.completed, self.total, time.monotonic() - self._t_first, self.time_budget)
+            info = f"{self.unit} {self.completed:g} {self.info}"
         if self._rich is not None:
-            self._rich.update(self._task, completed=self.completed, rate=rate, info=self.info)
+            self._rich.update(self._task, completed=shown, rate=rate, info=info)
         elif not self.quiet and time.monotonic() - self._last_log > 10.0:
             self._last_log = time.monotonic()
             total = f"/{self.total:g}" if self.total else ""
-            typer.echo(f"{self.description}: {self.completed:g}{total} {self.unit} ({rate}) {self.info}", err=True)
+            share = f", {100 * shown:.0f}% of the run" if self.time_budget else ""
+            typer.echo(f"{self.description}: {self.completed:g}{total} {self.unit} ({rate}{share}) {self.info}", err=True)
 
     def __exit__(self, *exc: Any) -> None:
         if self._rich is not None:

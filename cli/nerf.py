@@ -111,7 +111,8 @@ def train_nerf_command(
     config.out = str(out)
     label = Path(scene).name if scene else Path(resume).name  # type: ignore[arg-type]
     with open_run(out, resume=continues, overwrite=overwrite, created=created), \
-            Progress(f"nerf [{label}]", total=steps, quiet=quiet, unit="step") as bar:
+            Progress(f"nerf [{label}]", total=steps, quiet=quiet, unit="step",
+                     time_budget=time_budget) as bar:
         note_run(out)
 
         def on_step(step: int, stats: dict[str, Any]) -> None:

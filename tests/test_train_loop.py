@@ -213,3 +213,16 @@ def test_nerf_lr_decays_within_a_time_budget(fake_clock: list[float]):
         sched.step()
         lrs.append(opt.param_groups[0]["lr"])
     assert lrs == pytest.approx([1e-2, 1e-2 * 0.33, 1e-2 * 0.33**2, 1e-2 * 0.33**3])
+
+
+def test_the_cli_bar_follows_the_time_budget_when_it_ends_the_run_first() -> None:
+    from taichifield.cli.common import Progress, run_fraction
+
+    assert run_fraction(100, 20000, 150.0, 600.0) == 0.25  # 600 s budget: a quarter spent
+    assert run_fraction(15000, 20000, 150.0, 600.0) == 0.75  # the steps are further
+    assert run_fraction(100, 20000, 900.0, 600.0) == 1.0 and run_fraction(50, 200, 1e6, None) == 0.25
+    assert run_fraction(3, None, 10.0, None) == 0.0
+    bar = Progress("nerf", total=20000, quiet=True, unit="step", time_budget=600.0)
+    with bar:
+        bar.update(completed=10, info="loss 0.1")
+    assert bar.completed == 10 and bar.info == "loss 0.1"
