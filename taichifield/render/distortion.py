@@ -14,8 +14,8 @@ by ``t`` within a ray, so ``|m_i - m_j| = m_i - m_j`` for ``j < i``)::
     sum_{i,j} w_i w_j |m_i - m_j| = 2 sum_i w_i (m_i W_i - (wm)_i),
     W_i = sum_{j<i} w_j,  (wm)_i = sum_{j<i} w_j m_j.
 
-Pure torch and differentiable (autograd through the cumulative sums), so it is its own
-reference; ``tests/test_distortion.py`` checks it against the O(S^2) double sum, by hand and
+Torch and differentiable (autograd through the cumulative sums; each ray's first sample comes
+from :func:`~taichifield.render.volrend.pack_info`), so it is its own reference; ``tests/test_distortion.py`` checks it against the O(S^2) double sum, by hand and
 with a float64 ``gradcheck``.
 
 The distance ``s``: mip-NeRF 360 normalises ``t`` so that the loss does not depend on the
@@ -26,7 +26,11 @@ linear near the camera (``~ t / scale``), like disparity far away.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
+
+from .volrend import PackedInfo, pack_info
 
 __all__ = ["distortion_loss", "distortion_reference", "normalized_distance"]
 
@@ -37,7 +41,7 @@ def normalized_distance(t: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 def distortion_loss(weights: torch.Tensor, s_starts: torch.Tensor, s_ends: torch.Tensor,
-                    ray_indices: torch.Tensor, n_rays: int) -> torch.Tensor:
+                    ray_indices: torch.Tensor, n_rays: int, packed_info: Optional[PackedInfo] = None) -> torch.Tensor:
     """Per-ray distortion loss (n_rays,) of packed samples (mip-NeRF 360 eq. 15).
 
     Args:
@@ -45,6 +49,7 @@ def distortion_loss(weights: torch.Tensor, s_starts: torch.Tensor, s_ends: torch
         s_starts, s_ends: (S,) normalised interval bounds, ascending within each ray.
         ray_indices: (S,) int, sorted (samples of one ray are contiguous).
         n_rays: number of rays; rays without samples get 0.
+        packed_info: :func:`~taichifield.render.volrend.pack_info` of ``ray_indices`` when already computed.
 
     Returns:
         (n_rays,) loss, same dtype as ``weights``; differentiable in ``weights``, ``s_starts``
@@ -60,9 +65,8 @@ def distortion_loss(weights: torch.Tensor, s_starts: torch.Tensor, s_ends: torch
     # sample (accumulated in float64 so that long batches stay exact)
     cw = torch.cumsum(weights.double(), 0) - weights.double()
     cwm = torch.cumsum(wm.double(), 0) - wm.double()
-    first = torch.ones_like(ray, dtype=torch.bool)
-    first[1:] = ray[1:] != ray[:-1]
-    start = torch.cummax(torch.where(first, torch.arange(ray.numel(), device=ray.device), 0), 0).values
+    offsets, _ = packed_info if packed_info is not None else pack_info(ray_indices, n_rays)
+    start = offsets.long()[ray]
     W, WM = (cw - cw[start]).to(weights.dtype), (cwm - cwm[start]).to(weights.dtype)
     per_sample = 2.0 * weights * (mid * W - WM) + weights * weights * (s_ends - s_starts) / 3.0
     return out.index_add(0, ray, per_sample)

@@ -294,7 +294,7 @@ def volume_render(sigmas: torch.Tensor, rgbs: torch.Tensor, t_starts: torch.Tens
 
 
 def render_weights(sigmas: torch.Tensor, t_starts: torch.Tensor, t_ends: torch.Tensor,
-                   ray_indices: torch.Tensor, n_rays: int) -> torch.Tensor:
+                   ray_indices: torch.Tensor, n_rays: int, packed_info: Optional[PackedInfo] = None) -> torch.Tensor:
     """Per-sample weights ``w_i = T_i alpha_i`` (pure torch, differentiable; early termination
     applied as in :func:`volume_render`).
 
@@ -302,6 +302,7 @@ def render_weights(sigmas: torch.Tensor, t_starts: torch.Tensor, t_ends: torch.T
         sigmas, t_starts, t_ends: (S,) float.
         ray_indices: (S,) int, sorted.
         n_rays: number of rays.
+        packed_info: :func:`pack_info` of ``ray_indices`` when already computed.
 
     Returns:
         weights (S,), same dtype as ``sigmas``.
@@ -311,7 +312,7 @@ def render_weights(sigmas: torch.Tensor, t_starts: torch.Tensor, t_ends: torch.T
     tau = sigmas * (t_ends - t_starts)
     # exclusive per-ray cumulative sum; accumulated in float64 so long batches stay exact
     cs = torch.cumsum(tau.double(), 0)
-    offsets, _ = pack_info(ray_indices, n_rays)
+    offsets, _ = packed_info if packed_info is not None else pack_info(ray_indices, n_rays)
     ray = ray_indices.long()
     first = offsets.long()[ray]
     base = cs[first] - tau.double()[first]

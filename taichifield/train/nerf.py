@@ -273,15 +273,15 @@ class NerfTrainer:
         """Mean over the batch's rays of mip-NeRF 360's distortion loss (eq. 15) of the
         composited samples, on ``s = t / (t + h)`` (``h``: half the field's largest box side)."""
         from ..render.distortion import distortion_loss, normalized_distance
-        from ..render.volrend import render_weights
+        from ..render.volrend import pack_info, render_weights
 
         t_starts, t_ends, ray_indices, sigmas = samples
         if sigmas.numel() == 0:
             return sigmas.new_zeros(())
-        h = self.half_side
-        w = render_weights(sigmas, t_starts, t_ends, ray_indices, n_rays)
+        h, packed = self.half_side, pack_info(ray_indices, n_rays)
+        w = render_weights(sigmas, t_starts, t_ends, ray_indices, n_rays, packed_info=packed)
         s0, s1 = normalized_distance(t_starts, h), normalized_distance(t_ends, h)
-        return distortion_loss(w, s0, s1, ray_indices, n_rays).mean()
+        return distortion_loss(w, s0, s1, ray_indices, n_rays, packed_info=packed).mean()
 
     def _render(self, v: Any, i: int) -> list[torch.Tensor]:
         """View ``i`` of ``v`` by the current field in eval mode (rays reach ``max(far, the
