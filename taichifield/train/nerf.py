@@ -166,11 +166,10 @@ class NerfTrainer:
         # optional per-view corrections, learned by the same optimiser (their own group, no decay)
         self.poses = PoseCorrections(len(views), dev) if config.pose_refinement else None
         self.appearance = ImageAppearance(len(views), dev) if config.appearance else None
-        for key, module in (("pose_corrections", self.poses), ("appearance", self.appearance)):
-            if module is not None:
-                if ckpt is not None and key in ckpt["meta"]["trainer"]:
-                    module.raw.data.copy_(ckpt["meta"]["trainer"][key].to(dev))
-                groups.append({"params": [module.raw], "weight_decay": 0.0})
+        for key, module in self._per_view():
+            if ckpt is not None and key in ckpt["meta"]["trainer"]:
+                module.raw.data.copy_(ckpt["meta"]["trainer"][key].to(dev))
+            groups.append({"params": [module.raw], "weight_decay": 0.0})
         self.optimizer = adam(groups, lr=config.lr, betas=config.betas, eps=config.eps)
         self.target = config.target_samples or (1 << 18 if dev.type == "cuda" else 1 << 16)
         self.n_rays = config.init_rays
@@ -198,6 +197,10 @@ class NerfTrainer:
                         if config.progress_images else None)
         self.curves = RunCurves(self.run_dir, config.steps, title=f"nerf [{Path(config.scene.rstrip('/')).name}]",
                                 metrics=("loss", "psnr", "test_psnr"))
+
+    def _per_view(self) -> list[tuple[str, PoseCorrections | ImageAppearance]]:
+        """The optional per-view corrections that are on, with their checkpoint keys."""
+        return [(k, m) for k, m in (("pose_corrections", self.poses), ("appearance", self.appearance)) if m is not None]
 
     def _meta(self) -> dict[str, Any]:
         """The render settings a checkpoint carries (and the live model uses)."""
@@ -302,9 +305,7 @@ class NerfTrainer:
                 self.curves.history.record(step, {"test_psnr": held_out}, force=True)
         trainer = {"n_rays": self.n_rays, "psnr_ema": float(self.psnr_ema) if self.psnr_ema is not None else 0.0,
                    "lr_scale": self.guard.lr_scale, "progress": self.progress.last}
-        for key, module in (("pose_corrections", self.poses), ("appearance", self.appearance)):
-            if module is not None:
-                trainer[key] = module.raw.detach().cpu()
+        trainer.update({key: module.raw.detach().cpu() for key, module in self._per_view()})
         save_checkpoint(self.run_dir / "ckpt.pt", "nerf",
                         {"model": config.model.to_dict(), "train": config.to_dict(), "scene": config.scene},
                         self.model.state_dict(), optimizer=self.optimizer.state_dict(), rng=rng_state(), step=step,
