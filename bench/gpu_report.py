@@ -128,10 +128,12 @@ def nerf_run(scene: str, test_scene: str, arch: str, rehearse: bool, out: Path) 
         model = trainer.model.eval()
         t = time.monotonic()
         with torch.no_grad():
-            vals = [psnr_images(model.render_view(
-                test.c2w[i], test.width, test.height, test.fx, test.fy, test.cx, test.cy, near=test.near, far=test.far,
-                step_size=trainer.step_size, distortion=test.distortion), test.rgb((1.0, 1.0, 1.0), index=i))
-                for i in range(n_test)]
+            vals = []
+            for i in range(n_test):
+                fx, fy, cx, cy, dist = test.camera(i)
+                img = model.render_view(test.c2w[i], test.width, test.height, fx, fy, cx, cy, near=test.near,
+                                        far=test.far, step_size=trainer.step_size, distortion=dist)
+                vals.append(psnr_images(img, test.rgb((1.0, 1.0, 1.0), index=i)))
         curve.append({"train_seconds": round(trained, 1), "steps": res.step, "psnr": sum(vals) / len(vals),
                       "eval_seconds": round(time.monotonic() - t, 1)})
         print(curve[-1], flush=True)

@@ -285,7 +285,7 @@ def _write_train_path(scene: str, out: Path, frames: int, overwrite: bool, quiet
     finally:
         scene_bar.close()
     views = load_scene(scene, "train", 1)
-    fov = math.degrees(2 * math.atan(0.5 * views.width / views.fx))
+    fov = math.degrees(2 * math.atan(0.5 * views.width / views.median_fx()))
     cam = path_from_views(views.c2w, fov=fov, width=views.width, height=views.height, seconds=frames / 30.0,
                           fps=30.0, source=str(views.source or scene))
     save_camera_path(out, cam)

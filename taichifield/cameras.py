@@ -44,7 +44,10 @@ __all__ = [
     "orbit_poses",
 ]
 
-Distortion = Optional[Sequence[float]]
+Distortion = Optional[Sequence[float] | Sequence[torch.Tensor]]
+"""OpenCV ``(k1, k2, p1, p2)``: four floats, four (B,) tensors (a camera per point) or None."""
+Scalar = float | torch.Tensor
+"""An intrinsic in pixels: one float for all points, or a (B,) tensor (a camera per point)."""
 
 
 def focal_from_fov(fov: float, size: float) -> float:
@@ -52,7 +55,7 @@ def focal_from_fov(fov: float, size: float) -> float:
     return 0.5 * float(size) / math.tan(0.5 * float(fov))
 
 
-def distort(x: torch.Tensor, y: torch.Tensor, coeffs: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
+def distort(x: torch.Tensor, y: torch.Tensor, coeffs: Sequence[Scalar]) -> tuple[torch.Tensor, torch.Tensor]:
     """OpenCV radial-tangential distortion of normalised image coordinates (any shape).
 
     ``r^2 = x^2 + y^2``; ``x_d = x (1 + k1 r^2 + k2 r^4) + 2 p1 x y + p2 (r^2 + 2 x^2)`` and
@@ -66,9 +69,10 @@ def distort(x: torch.Tensor, y: torch.Tensor, coeffs: Sequence[float]) -> tuple[
     return xd, yd
 
 
-def undistort(xd: torch.Tensor, yd: torch.Tensor, coeffs: Sequence[float],
+def undistort(xd: torch.Tensor, yd: torch.Tensor, coeffs: Sequence[Scalar],
               iterations: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
-    """Invert :func:`distort` by Newton's method on the 2x2 system (per point, any shape)."""
+    """Invert :func:`distort` by Newton's method on the 2x2 system (per point, any shape; the
+    coefficients are floats or tensors broadcasting with the points)."""
     k1, k2, p1, p2 = coeffs
     x, y = xd.clone(), yd.clone()
     for _ in range(iterations):
@@ -87,13 +91,14 @@ def undistort(xd: torch.Tensor, yd: torch.Tensor, coeffs: Sequence[float],
     return x, y
 
 
-def camera_dirs(u: torch.Tensor, v: torch.Tensor, fx: float, fy: float, cx: float, cy: float,
+def camera_dirs(u: torch.Tensor, v: torch.Tensor, fx: Scalar, fy: Scalar, cx: Scalar, cy: Scalar,
                 distortion: Distortion = None) -> torch.Tensor:
     """Camera-space directions (B, 3) through image points ``(u, v)`` (B,), not normalised.
 
     ``(u, v)`` are continuous image coordinates (pixel units, top-left corner origin,
     ``v`` down); the result is ``((u - cx) / fx, -(v - cy) / fy, -1)`` on ``u``'s device
-    (after undistortion when ``distortion`` is given).
+    (after undistortion when ``distortion`` is given). Intrinsics and distortion coefficients
+    are floats or (B,) tensors on ``u``'s device (one camera per point).
     """
     x = (u - cx) / fx
     y = (v - cy) / fy
@@ -102,8 +107,8 @@ def camera_dirs(u: torch.Tensor, v: torch.Tensor, fx: float, fy: float, cx: floa
     return torch.stack([x, -y, -torch.ones_like(x)], dim=-1)
 
 
-def pixel_rays(c2w: torch.Tensor, px: torch.Tensor, py: torch.Tensor, fx: float, fy: float, cx: float, cy: float,
-               distortion: Distortion = None) -> tuple[torch.Tensor, torch.Tensor]:
+def pixel_rays(c2w: torch.Tensor, px: torch.Tensor, py: torch.Tensor, fx: Scalar, fy: Scalar, cx: Scalar,
+               cy: Scalar, distortion: Distortion = None) -> tuple[torch.Tensor, torch.Tensor]:
     """World-space rays through pixels ``(px, py)``: centres at ``(px + 0.5, py + 0.5)``.
 
     Integer ``px, py`` give pixel centres; add a jitter in ``[-0.5, 0.5)`` for
@@ -112,8 +117,9 @@ def pixel_rays(c2w: torch.Tensor, px: torch.Tensor, py: torch.Tensor, fx: float,
     Args:
         c2w: (4, 4) one pose for all rays, or (B, 4, 4) one pose per ray.
         px: (B,) column indices; py: (B,) row indices (downwards); any device, moved to ``c2w``'s.
-        fx, fy, cx, cy: intrinsics in pixels (principal point with the image-edge origin).
-        distortion: OpenCV ``(k1, k2, p1, p2)`` or None.
+        fx, fy, cx, cy: intrinsics in pixels (principal point with the image-edge origin):
+            floats, or (B,) tensors on ``c2w``'s device (a camera per ray).
+        distortion: OpenCV ``(k1, k2, p1, p2)`` (floats or (B,) tensors) or None.
 
     Returns:
         rays_o (B, 3), rays_d (B, 3) unit length; float32 on ``c2w``'s device.

@@ -39,16 +39,21 @@ def _look_at_w2c(eye: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.nd
     return R, -R @ eye
 
 
-def _model(tmp: Path, model: str = "OPENCV", params=OPENCV, n_images: int = 10, seed: int = 0):  # type: ignore[no-untyped-def]
+def _model(tmp: Path, model: str = "OPENCV", params=OPENCV, n_images: int = 10, seed: int = 0,  # type: ignore[no-untyped-def]
+           per_image: bool = False, sizes: tuple[tuple[int, int], ...] = ((W, H),)):
     """A pycolmap Reconstruction: cameras on a ring (radius 4) around 40 points near the origin,
-    written as text (tmp/txt/sparse/0) and binary (tmp/bin/sparse/0), with blank images."""
+    written as text (tmp/txt/sparse/0) and binary (tmp/bin/sparse/0), with blank images.
+    ``per_image``: image i has its own camera, every parameter scaled by ``1 + 0.02 i`` (COLMAP
+    mapping without a shared camera), of size ``sizes[i % len(sizes)]``."""
     pycolmap = pytest.importorskip("pycolmap")
     from PIL import Image
 
     rng = np.random.default_rng(seed)
     rec = pycolmap.Reconstruction()
-    cam = pycolmap.Camera(model=model, width=W, height=H, params=params, camera_id=1)
-    rec.add_camera_with_trivial_rig(cam)
+    for c in range(n_images if per_image else 1):
+        w, h = sizes[c % len(sizes)]
+        rec.add_camera_with_trivial_rig(pycolmap.Camera(model=model, width=w, height=h, camera_id=c + 1,
+                                                        params=np.asarray(params, float) * (1 + 0.02 * c)))
     pts = rng.uniform(-0.5, 0.5, (40, 3))
     pids = [rec.add_point3D(p, pycolmap.Track(), rng.integers(0, 256, 3).astype(np.uint8)) for p in pts]
     for i in range(n_images):
@@ -56,8 +61,9 @@ def _model(tmp: Path, model: str = "OPENCV", params=OPENCV, n_images: int = 10, 
         eye = np.array([4 * np.cos(a), 4 * np.sin(a), 1.0 + 0.3 * np.sin(3 * a)])
         R, t = _look_at_w2c(eye, rng.normal(0, 0.05, 3))
         pose = pycolmap.Rigid3d(pycolmap.Rotation3d(R), t)
+        cam = rec.cameras[i + 1 if per_image else 1]
         xy = [cam.img_from_cam(R @ p + t) for p in pts[:5]]
-        image = pycolmap.Image(name=f"im_{i:03d}.png", camera_id=1, image_id=i + 1,
+        image = pycolmap.Image(name=f"im_{i:03d}.png", camera_id=cam.camera_id, image_id=i + 1,
                                points2D=[pycolmap.Point2D(np.asarray(v, float).reshape(2)) for v in xy])
         rec.add_image_with_trivial_frame(image, pose)
         for k in range(5):
@@ -68,7 +74,8 @@ def _model(tmp: Path, model: str = "OPENCV", params=OPENCV, n_images: int = 10, 
         (rec.write_text if kind == "txt" else rec.write_binary)(str(sparse))
         (tmp / kind / "images").mkdir()
         for i in range(n_images):
-            Image.fromarray(np.full((H, W, 3), 10 * i, np.uint8)).save(tmp / kind / "images" / f"im_{i:03d}.png")
+            w, h = sizes[i % len(sizes)] if per_image else sizes[0]
+            Image.fromarray(np.full((h, w, 3), 10 * i, np.uint8)).save(tmp / kind / "images" / f"im_{i:03d}.png")
     return rec
 
 
@@ -104,23 +111,30 @@ def test_quaternion_helpers_invert_each_other() -> None:
 @pytest.mark.parametrize("model,params", [("OPENCV", OPENCV), ("PINHOLE", OPENCV[:4]), ("SIMPLE_PINHOLE", [50.0, 31.5, 24.5]),
                                           ("SIMPLE_RADIAL", [50.0, 31.5, 24.5, 0.03]),
                                           ("RADIAL", [50.0, 31.5, 24.5, 0.03, -0.01])])
-def test_views_put_a_point_on_the_pixel_colmap_projects_it_to(tmp_path: Path, model: str, params: list) -> None:
-    """The ray of the pixel where COLMAP's camera model projects X passes through X (normalised)."""
-    _model(tmp_path, model, params)
+@pytest.mark.parametrize("per_image", [False, True], ids=["shared", "per-image"])
+def test_views_put_a_point_on_the_pixel_colmap_projects_it_to(tmp_path: Path, model: str, params: list,
+                                                              per_image: bool) -> None:
+    """The ray of the pixel where COLMAP's camera model projects X passes through X (normalised),
+    with one shared camera and with a camera per image (each ray uses its own image's)."""
+    _model(tmp_path, model, params, per_image=per_image)
     rec = __import__("pycolmap").Reconstruction(str(tmp_path / "bin" / "sparse" / "0"))
     views = load_colmap(tmp_path / "bin", "all")
     norm = views.meta["normalization"]
     scene_from_capture = np.asarray(norm["scene_from_capture"])
     X = np.array([0.2, -0.1, 0.3])
     Xs = scene_from_capture[:3, :3] @ X + scene_from_capture[:3, 3]
-    for i, name in enumerate(views.file_names):
+    assert (views.cameras is not None) == per_image
+    uv = []
+    for name in views.file_names:
         image = rec.find_image_with_name(name)
-        uv = rec.cameras[1].img_from_cam(image.cam_from_world() * X)
-        o, d = generate_rays(views, torch.tensor([i]), torch.tensor([uv[0] - 0.5]), torch.tensor([uv[1] - 0.5]))
-        o, d = o[0].double().numpy(), d[0].double().numpy()
-        miss = np.linalg.norm(np.cross(Xs - o, d))  # distance of X from the ray
-        assert miss < 1e-4 * np.linalg.norm(Xs - o), (name, miss)
-        assert np.dot(Xs - o, d) > 0  # in front of the camera
+        uv.append(rec.cameras[image.camera_id].img_from_cam(image.cam_from_world() * X))
+    uv_t = torch.tensor(np.asarray(uv, np.float64).reshape(-1, 2), dtype=torch.float32)
+    # one batch of rays from every view at once (per-image cameras are gathered per ray)
+    o, d = generate_rays(views, torch.arange(len(views)).flip(0), uv_t[:, 0].flip(0) - 0.5, uv_t[:, 1].flip(0) - 0.5)
+    for name, oi, di in zip(reversed(views.file_names), o.double().numpy(), d.double().numpy()):
+        miss = np.linalg.norm(np.cross(Xs - oi, di))  # distance of X from the ray
+        assert miss < 1e-4 * np.linalg.norm(Xs - oi), (name, miss)
+        assert np.dot(Xs - oi, di) > 0  # in front of the camera
 
 
 def test_load_scene_detects_colmap_folders_and_splits(tmp_path: Path) -> None:
@@ -170,6 +184,39 @@ def test_transforms_json_reads_back_as_the_colmap_views(tmp_path: Path) -> None:
     torch.testing.assert_close(via_json.aabb, via_model.aabb)
     assert via_json.distortion == via_model.distortion and via_json.fx == via_model.fx
     assert via_json.meta["normalization"]["scale"] == pytest.approx(via_model.meta["normalization"]["scale"])
+    assert via_json.cameras is None and "fl_x" in json.loads((scene / "transforms.json").read_text())
+
+
+def test_per_image_cameras_load_per_view_and_round_trip(tmp_path: Path) -> None:
+    """A model with a camera per image (COLMAP's default): each view keeps its own camera, at any
+    downscale, and the exported transforms.json (per-frame intrinsics) reads back the same."""
+    _model(tmp_path, per_image=True, n_images=9)
+    scene = tmp_path / "bin"
+    views = load_colmap(scene, "all")
+    assert views.cameras is not None and tuple(views.cameras.shape) == (9, 8)
+    for i, name in enumerate(views.file_names):  # im_00i.png has camera i + 1: parameters * (1 + 0.02 i)
+        expected = np.asarray(OPENCV) * (1 + 0.02 * int(name[3:6]))
+        np.testing.assert_allclose(views.cameras[i].double().numpy(), expected, rtol=1e-6)
+        fx, fy, cx, cy, dist = views.camera(i)
+        np.testing.assert_allclose([fx, fy, cx, cy, *dist], expected, rtol=1e-6)
+    assert views.camera(0)[:4] == (views.fx, views.fy, views.cx, views.cy)  # the scalars are the first view's
+    half = load_colmap(scene, "all", downscale=2)
+    torch.testing.assert_close(half.cameras[:, :4], views.cameras[:, :4] / 2)
+    torch.testing.assert_close(half.cameras[:, 4:], views.cameras[:, 4:])
+    test = load_colmap(scene, "test")  # a split keeps its own views' cameras
+    torch.testing.assert_close(test.cameras, views.cameras[[0, 8]])
+    doc = colmap_transforms(read_model(scene))
+    assert "fl_x" not in doc and all("fl_x" in fr and "k1" in fr for fr in doc["frames"])
+    (scene / "transforms.json").write_text(json.dumps(doc))
+    via_json = load_scene(scene / "transforms.json", "all")
+    torch.testing.assert_close(via_json.cameras, views.cameras)
+    torch.testing.assert_close(via_json.c2w, views.c2w, atol=1e-5, rtol=0)
+
+
+def test_cameras_of_different_sizes_are_refused(tmp_path: Path) -> None:
+    _model(tmp_path, per_image=True, n_images=4, sizes=((W, H), (W + 8, H)))
+    with pytest.raises(InputError, match=f"different image sizes \\({W}x{H}, {W + 8}x{H}\\)"):
+        load_scene(tmp_path / "txt")
 
 
 def test_bad_models_give_one_line_errors(tmp_path: Path) -> None:

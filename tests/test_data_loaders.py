@@ -190,7 +190,14 @@ def test_ngp_per_frame_intrinsics(tmp_path):
                 fr[k] = v
     _mutate(js, move)
     v = load_scene(tmp_path, "test")
-    assert (v.fx, v.fy, v.cx, v.cy) == (10.0, 11.0, 3.2, 4.1)
-    _mutate(js, lambda d: d["frames"][3].update(fl_x=20.0))
-    with pytest.raises(InputError, match="different 'fl_x'"):
-        load_scene(tmp_path, "test")
+    assert (v.fx, v.fy, v.cx, v.cy) == (10.0, 11.0, 3.2, 4.1) and v.cameras is None  # all agree: one camera
+    # a frame with its own focal length and distortion (instant-ngp's per-frame keys override the file's)
+    _mutate(js, lambda d: d["frames"][3].update(fl_x=20.0, k1=0.1))
+    every = load_scene(tmp_path, "all")
+    assert every.cameras is not None and every.distorted
+    assert every.camera(3) == (20.0, 11.0, pytest.approx(3.2), pytest.approx(4.1), (pytest.approx(0.1), 0.0, 0.0, 0.0))
+    assert every.camera(2)[0] == 10.0 and every.camera(2)[4] is None
+    assert load_scene(tmp_path, "test").cameras is None  # frame 3 is a training frame: the test views agree
+    _mutate(js, lambda d: d["frames"][3].update(fl_x=-1.0))
+    with pytest.raises(InputError, match="focal lengths must be positive in frame 3"):
+        load_scene(tmp_path, "all")

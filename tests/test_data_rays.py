@@ -1,5 +1,6 @@
 """Rays from poses: OpenGL convention, pixel centres, distortion."""
 
+import dataclasses
 import math
 
 import torch
@@ -85,3 +86,64 @@ def test_pixels_composite():
     assert torch.allclose(raw, torch.tensor([[1.0, 0.0, 0.0, 0.2]]))
     comp = pixels(v, torch.tensor([0]), torch.tensor([2.0]), torch.tensor([1.0]), background=(0.0, 0.0, 1.0))
     assert torch.allclose(comp, torch.tensor([[0.2, 0.0, 0.8]]))
+
+
+def _per_view(rows):
+    """Three views at different poses, each with the camera of its row (fx, fy, cx, cy, k1, k2, p1, p2)."""
+    from taichifield.data.views import camera_fields
+
+    c2w = torch.eye(4).repeat(3, 1, 1)
+    c2w[:, :3, 3] = torch.tensor([[0.0, 0.0, 5.0], [0.5, 0.0, 4.0], [0.0, -0.4, 6.0]])
+    return dataclasses.replace(_views(c2w), **camera_fields(rows))
+
+
+ROWS = [[10.0, 12.0, 4.0, 3.0, 0.0, 0.0, 0.0, 0.0],
+        [14.0, 13.0, 3.5, 2.5, 0.05, -0.01, 0.002, 0.001],
+        [9.0, 9.5, 4.5, 3.2, -0.03, 0.0, 0.0, 0.0]]
+
+
+def test_camera_fields_keep_one_camera_when_rows_agree():
+    from taichifield.data.views import camera_fields
+
+    shared = camera_fields([ROWS[1]] * 3, downscale=2)
+    assert shared["cameras"] is None and shared["fx"] == 7.0 and shared["cx"] == 1.75
+    assert shared["distortion"] == (0.05, -0.01, 0.002, 0.001)  # distortion does not scale with the images
+    per = camera_fields(ROWS)
+    assert tuple(per["cameras"].shape) == (3, 8) and per["fx"] == 10.0 and per["distortion"] is None
+
+
+def test_per_view_cameras_ray_batch_matches_each_views_own_camera():
+    """A batch mixing views gives each ray its own view's camera: the same rays as a one-camera
+    split per view (all_rays / generate_rays on that view alone)."""
+    v = _per_view(ROWS)
+    assert v.cameras is not None and v.distorted
+    idx = torch.tensor([2, 0, 1, 1, 2, 0, 1])
+    px = torch.tensor([0.0, 7.0, 3.0, 5.5, 2.0, 4.0, 7.0])
+    py = torch.tensor([0.0, 5.0, 2.0, 0.5, 4.0, 3.0, 5.0])
+    o, d = generate_rays(v, idx, px, py)
+    for j in range(len(idx)):
+        i = int(idx[j])
+        fx, fy, cx, cy, dist = v.camera(i)
+        one = _views(v.c2w[i:i + 1], distortion=dist, fx=fx, fy=fy, cx=cx, cy=cy)
+        o1, d1 = generate_rays(one, torch.tensor([0]), px[j:j + 1], py[j:j + 1])
+        assert torch.allclose(o[j], o1[0]) and torch.allclose(d[j], d1[0], atol=1e-6), j
+    # the views do differ: view 1's camera on view 0's pose gives other rays
+    _, d0 = generate_rays(v, torch.tensor([0]), torch.tensor([0.0]), torch.tensor([0.0]))
+    swapped = _views(v.c2w[0:1], distortion=v.camera(1)[4], fx=14.0, fy=13.0, cx=3.5, cy=2.5)
+    _, ds = generate_rays(swapped, torch.tensor([0]), torch.tensor([0.0]), torch.tensor([0.0]))
+    assert float((d0 - ds).abs().max()) > 1e-2
+    # whole images use the view's camera too
+    o_all, d_all = all_rays(v, 1)
+    _, d_px = generate_rays(v, torch.tensor([1]), torch.tensor([5.0]), torch.tensor([2.0]))
+    assert torch.allclose(d_all.view(6, 8, 3)[2, 5], d_px[0], atol=1e-6)
+
+
+def test_views_to_moves_the_cameras_and_checks_their_shape():
+    import pytest
+
+    v = _per_view(ROWS)
+    moved = v.to("cpu")
+    assert moved.cameras is not None and moved.distorted and moved is not v
+    assert v.intrinsics(1)[0, 0] == 14.0 and v.intrinsics(1)[1, 2] == 2.5
+    with pytest.raises(ValueError, match="must be \\(n, 8\\)"):
+        dataclasses.replace(v, cameras=torch.zeros(2, 8))

@@ -11,7 +11,9 @@ Poses are converted from COLMAP's ``cam_from_world`` (OpenCV axes) to OpenGL cam
 and normalised (:mod:`taichifield.data.normalize`) from *all* registered cameras and the sparse
 points, so every split of one model shares one scene frame. Cameras: SIMPLE_PINHOLE, PINHOLE,
 SIMPLE_RADIAL, RADIAL and OPENCV map onto the project's pinhole + OpenCV ``(k1, k2, p1, p2)``
-model (rays are undistorted by :func:`taichifield.cameras.undistort`); one shared camera.
+model (rays are undistorted by :func:`taichifield.cameras.undistort`). Images may each have their
+own camera (COLMAP's default when mapping without ``single_camera``): the views then carry one
+camera per view (:attr:`~taichifield.data.views.Views.cameras`); all must share one image size.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ from .colmap import ColmapCamera, ColmapModel, find_model, read_model
 from .loading import check_views, downscale_images
 from .ngp import _select
 from .normalize import Normalization, compute_normalization, opencv_w2c_to_opengl_c2w
-from .views import Views
+from .views import Views, camera_fields
 
-__all__ = ["SUPPORTED_MODELS", "camera_intrinsics", "model_frames", "shared_camera", "colmap_transforms",
+__all__ = ["SUPPORTED_MODELS", "camera_intrinsics", "model_frames", "image_cameras", "colmap_transforms",
            "is_colmap_scene", "load_colmap"]
 
 SUPPORTED_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
@@ -62,23 +64,41 @@ def camera_intrinsics(cam: ColmapCamera, source: Path | str = "") -> Intrinsics:
                      "undistort the images first (colmap image_undistorter)")
 
 
-def shared_camera(model: ColmapModel) -> ColmapCamera:
-    """The one camera every registered image uses (cameras with equal parameters count as one)."""
-    if not model.images:
+def _sorted_images(model: ColmapModel) -> list[Any]:
+    return sorted(model.images.values(), key=lambda im: im.name)
+
+
+def image_cameras(model: ColmapModel) -> tuple[np.ndarray, int, int]:
+    """Each registered image's camera, in name order (as :func:`model_frames`).
+
+    Returns:
+        (n, 8) float64 rows ``fx, fy, cx, cy, k1, k2, p1, p2`` and the shared ``width, height``.
+
+    Raises:
+        InputError: no registered images, an image naming a missing or unsupported camera, or
+            cameras of different image sizes (the views are one stack of images).
+    """
+    images = _sorted_images(model)
+    if not images:
         raise InputError(f"{model.path}: the COLMAP model has no registered images")
-    used = {model.images[i].camera_id for i in model.images}
-    cams = [model.cameras[c] for c in sorted(used)]
-    first = cams[0]
-    for c in cams[1:]:
-        if (c.model, c.width, c.height) != (first.model, first.width, first.height) or not np.allclose(c.params, first.params):
-            raise InputError(f"{model.path}: images use {len(cams)} different cameras (one shared camera is supported; "
-                             "map with a single camera, e.g. taichifield poses)")
-    return first
+    rows, sizes = [], set()
+    for im in images:
+        cam = model.cameras.get(im.camera_id)
+        if cam is None:
+            raise InputError(f"{model.path}: image {im.name} uses camera {im.camera_id}, which cameras does not list")
+        fx, fy, cx, cy, dist = camera_intrinsics(cam, model.path)
+        rows.append([fx, fy, cx, cy, *(dist or (0.0, 0.0, 0.0, 0.0))])
+        sizes.add((cam.width, cam.height))
+    if len(sizes) > 1:
+        listed = ", ".join(f"{w}x{h}" for w, h in sorted(sizes))
+        raise InputError(f"{model.path}: the cameras have different image sizes ({listed}); one size is supported")
+    (width, height), = sizes
+    return np.asarray(rows, dtype=np.float64), int(width), int(height)
 
 
 def model_frames(model: ColmapModel) -> tuple[list[str], np.ndarray]:
     """Registered image names in name order and their (n, 4, 4) OpenGL camera-to-world (capture coordinates)."""
-    images = sorted(model.images.values(), key=lambda im: im.name)
+    images = _sorted_images(model)
     c2w = np.stack([opencv_w2c_to_opengl_c2w(im.rotation(), im.tvec) for im in images]) if images else np.zeros((0, 4, 4))
     return [im.name for im in images], c2w
 
@@ -94,17 +114,20 @@ def colmap_transforms(model: ColmapModel, images_dir: str = "images",
     Poses are normalised (OpenGL, scene coordinates); ``scale`` 0.5 and ``offset`` 0.5 make the
     loader's box ``[-aabb_scale, aabb_scale]^3``; ``"normalization"`` holds the similarity to
     the capture's coordinates. ``extra`` maps image names to per-frame keys (e.g. ``sharpness``).
+    One shared camera is written at the top level; cameras that differ per image are written
+    into each frame (instant-ngp's per-frame ``fl_x .. p2``).
     """
-    cam = shared_camera(model)
-    fx, fy, cx, cy, dist = camera_intrinsics(cam, model.path)
+    rows, width, height = image_cameras(model)
     names, c2w = model_frames(model)
     norm = _normalization(model, c2w)
-    k1, k2, p1, p2 = dist or (0.0, 0.0, 0.0, 0.0)
-    frames = [{"file_path": f"{images_dir}/{n}", "transform_matrix": m.tolist(), **(extra or {}).get(n, {})}
-              for n, m in zip(names, norm.poses(c2w))]
-    return {"camera_model": "OPENCV", "fl_x": fx, "fl_y": fy, "cx": cx, "cy": cy, "w": cam.width, "h": cam.height,
-            "k1": k1, "k2": k2, "p1": p1, "p2": p2, "aabb_scale": norm.aabb_scale, "scale": 0.5,
-            "offset": [0.5, 0.5, 0.5], "normalization": norm.to_dict(), "frames": frames}
+    keys = ("fl_x", "fl_y", "cx", "cy", "k1", "k2", "p1", "p2")
+    shared = bool(np.all(rows == rows[0]))
+    camera = {k: float(v) for k, v in zip(keys, rows[0])} if shared else {}
+    frames = [{"file_path": f"{images_dir}/{n}", "transform_matrix": m.tolist(),
+               **({} if shared else {k: float(v) for k, v in zip(keys, r)}), **(extra or {}).get(n, {})}
+              for n, m, r in zip(names, norm.poses(c2w), rows)]
+    return {"camera_model": "OPENCV", **camera, "w": width, "h": height, "aabb_scale": norm.aabb_scale,
+            "scale": 0.5, "offset": [0.5, 0.5, 0.5], "normalization": norm.to_dict(), "frames": frames}
 
 
 def is_colmap_scene(path: str | Path) -> bool:
@@ -127,13 +150,12 @@ def load_colmap(path: str | Path, split: str = "train", downscale: int = 1,
         :meth:`~taichifield.data.normalize.Normalization.to_dict` of the capture similarity.
 
     Raises:
-        InputError: no or a malformed model, several cameras, an unsupported camera model,
-            missing images, or images whose size differs from the camera's.
+        InputError: no or a malformed model, an unsupported camera model, cameras of different
+            sizes, missing images, or images whose size differs from the camera's.
     """
     root = Path(path)
     model = read_model(root)
-    cam = shared_camera(model)
-    fx, fy, cx, cy, dist = camera_intrinsics(cam, model.path)
+    rows, width, height = image_cameras(model)
     names, c2w = model_frames(model)
     norm = _normalization(model, c2w)
     c2w = norm.poses(c2w)
@@ -146,8 +168,8 @@ def load_colmap(path: str | Path, split: str = "train", downscale: int = 1,
     paths = [image_dir / names[i] for i in chosen]
     images = load_images(paths, model.path)
     H0, W0 = int(images.shape[1]), int(images.shape[2])
-    if (W0, H0) != (cam.width, cam.height):
-        raise InputError(f"{image_dir}: images are {W0}x{H0} but the COLMAP camera is {cam.width}x{cam.height}")
+    if (W0, H0) != (width, height):
+        raise InputError(f"{image_dir}: images are {W0}x{H0} but the COLMAP camera is {width}x{height}")
     k = int(downscale)
     images = downscale_images(images, k, model.path)
     poses = torch.from_numpy(c2w[chosen]).float()
@@ -155,11 +177,11 @@ def load_colmap(path: str | Path, split: str = "train", downscale: int = 1,
     corners = torch.stack(torch.meshgrid(*[aabb[:, j] for j in range(3)], indexing="ij"), -1).reshape(-1, 3)
     far = float(torch.cdist(poses[:, :3, 3], corners).max())
     views = Views(
-        images=images, c2w=poses, fx=fx / k, fy=fy / k, cx=cx / k, cy=cy / k,
+        images=images, c2w=poses, **camera_fields(rows[chosen], k),
         width=int(images.shape[2]), height=int(images.shape[1]),
         file_names=[p.name for p in paths], aabb=aabb, near=0.0, far=far,
         background=tuple(float(b) for b in background),  # type: ignore[arg-type]
-        distortion=dist, source=str(model.path),
+        source=str(model.path),
         meta={"format": "colmap", "split": split, "downscale": k, "frame_indices": chosen,
               "aabb_scale": norm.aabb_scale, "normalization": norm.to_dict()},
     )

@@ -202,9 +202,9 @@ def check_views(views: Any, path: Path) -> None:
                          f"{images.shape[0]} frames); there is nothing to fit")
     aabb = views.aabb.detach().cpu().double().numpy()
     c2w = views.c2w.detach().cpu().double().numpy()
-    for m in c2w:
-        if _box_in_view(m, views.fx, views.fy, views.cx, views.cy, views.width, views.height,
-                        aabb[0], aabb[1], views.near, views.far):
+    for i, m in enumerate(c2w):
+        fx, fy, cx, cy, _ = views.camera(i)
+        if _box_in_view(m, fx, fy, cx, cy, views.width, views.height, aabb[0], aabb[1], views.near, views.far):
             return
     lo, hi = (", ".join(f"{v:.3g}" for v in row) for row in aabb)
     raise InputError(f"{path}: no camera sees the scene box [{lo}] .. [{hi}] (within near {views.near:g} .. far "

@@ -9,8 +9,9 @@ Format (Müller et al., 2022, ``scripts/colmap2nerf.py``)::
      "frames": [{"file_path": "images/0001.jpg", "transform_matrix": [[...4x4, OpenGL...]]}]}
 
 ``fl_y`` defaults to ``fl_x``; ``fl_x`` may instead come from ``camera_angle_x``; ``cx, cy``
-default to the image centre; ``w, h`` (when given) must match the images. Intrinsics stored
-per frame (nerfstudio) are accepted when all frames share them.
+default to the image centre; ``w, h`` (when given) must match the images. Any of these keys
+may also be stored per frame (nerfstudio, instant-ngp), overriding the top level for that frame:
+frames with different cameras load as per-view cameras (:attr:`Views.cameras`).
 
 Splits: the file holds every frame. ``split="train"`` takes all frames except every 8th
 (frame indices 0, 8, 16, ... in file order are held out), ``"test"`` and ``"val"`` take exactly
@@ -34,7 +35,7 @@ import torch
 from ..errors import InputError
 from .blender import load_images
 from .loading import check_pose, check_views, downscale_images, read_json, require
-from .views import Views
+from .views import Views, camera_fields
 
 __all__ = ["load_ngp", "HOLDOUT_EVERY", "NGP_DEFAULT_SCALE"]
 
@@ -88,18 +89,29 @@ def _aabb(data: dict[str, Any], path: Path) -> torch.Tensor:
 _INTRINSICS = ("fl_x", "fl_y", "cx", "cy", "w", "h", "k1", "k2", "p1", "p2", "camera_angle_x")
 
 
-def _shared_intrinsics(data: dict[str, Any], frames: list[Any], path: Path) -> dict[str, Any]:
-    """nerfstudio may store intrinsics per frame: accept them when every frame agrees."""
-    per_frame = [k for k in _INTRINSICS if k not in data and isinstance(frames[0], dict) and k in frames[0]]
-    if not per_frame:
-        return data
-    merged = dict(data)
-    for k in per_frame:
-        values = {repr(fr.get(k)) if isinstance(fr, dict) else None for fr in frames}
-        if len(values) != 1:
-            raise InputError(f"{path}: frames have different {k!r} (one shared camera is supported)")
-        merged[k] = frames[0][k]
-    return merged
+def _frame_camera(data: dict[str, Any], frame: dict[str, Any], W0: int, H0: int, path: Path,
+                  where: str) -> list[float]:
+    """``fx, fy, cx, cy, k1, k2, p1, p2`` of one frame: its own intrinsic keys over the file's.
+
+    Raises:
+        InputError: no focal length, a non-positive one, or ``w, h`` that differ from the images.
+    """
+    d = {**data, **{k: frame[k] for k in _INTRINSICS if k in frame}}
+    w = int(_float(d, "w", path, float(W0)))
+    h = int(_float(d, "h", path, float(H0)))
+    if (w, h) != (W0, H0):
+        raise InputError(f"{path}: images are {W0}x{H0} but w, h say {w}x{h}{where}")
+    if "fl_x" in d:
+        fl_x = _float(d, "fl_x", path)
+    elif "camera_angle_x" in d:
+        fl_x = 0.5 * W0 / math.tan(0.5 * _float(d, "camera_angle_x", path))
+    else:
+        raise InputError(f"{path}: missing key 'fl_x' (or 'camera_angle_x'){where}")
+    fl_y = _float(d, "fl_y", path, fl_x)
+    if fl_x <= 0 or fl_y <= 0:
+        raise InputError(f"{path}: focal lengths must be positive{where}")
+    return [fl_x, fl_y, _float(d, "cx", path, 0.5 * W0), _float(d, "cy", path, 0.5 * H0),
+            *(_float(d, k, path, 0.0) for k in ("k1", "k2", "p1", "p2"))]
 
 
 def load_ngp(path: str | Path, split: str = "train", downscale: int = 1,
@@ -124,7 +136,6 @@ def load_ngp(path: str | Path, split: str = "train", downscale: int = 1,
     frames = require(data, "frames", path)
     if not isinstance(frames, list) or not frames:
         raise InputError(f"{path}: 'frames' must be a non-empty list")
-    data = _shared_intrinsics(data, frames, path)
     chosen = _select(len(frames), split, path)
     if not chosen:
         raise InputError(f"{path}: split {split!r} has no frames ({len(frames)} frames in the file)")
@@ -138,27 +149,10 @@ def load_ngp(path: str | Path, split: str = "train", downscale: int = 1,
         paths.append(path.parent / fp)
     images = load_images(paths, path)
     H0, W0 = int(images.shape[1]), int(images.shape[2])
-    w = int(_float(data, "w", path, float(W0)))
-    h = int(_float(data, "h", path, float(H0)))
-    if (w, h) != (W0, H0):
-        raise InputError(f"{path}: images are {W0}x{H0} but w, h say {w}x{h}")
-    if "fl_x" in data:
-        fl_x = _float(data, "fl_x", path)
-    elif "camera_angle_x" in data:
-        fl_x = 0.5 * W0 / math.tan(0.5 * _float(data, "camera_angle_x", path))
-    else:
-        raise InputError(f"{path}: missing key 'fl_x' (or 'camera_angle_x')")
-    fl_y = _float(data, "fl_y", path, fl_x)
-    cx = _float(data, "cx", path, 0.5 * W0)
-    cy = _float(data, "cy", path, 0.5 * H0)
-    if fl_x <= 0 or fl_y <= 0:
-        raise InputError(f"{path}: focal lengths must be positive")
-    dist_keys = ("k1", "k2", "p1", "p2")
-    distortion = None
-    if any(k in data for k in dist_keys):
-        distortion = tuple(_float(data, k, path, 0.0) for k in dist_keys)
-        if not any(distortion):
-            distortion = None
+    rows = []
+    for i in chosen:
+        own = any(k in frames[i] for k in _INTRINSICS)
+        rows.append(_frame_camera(data, frames[i], W0, H0, path, f" in frame {i}" if own else ""))
     k = int(downscale)
     images = downscale_images(images, k, path)
     c2w = torch.from_numpy(np.stack(poses)).float()
@@ -167,11 +161,11 @@ def load_ngp(path: str | Path, split: str = "train", downscale: int = 1,
     far = float(torch.cdist(c2w[:, :3, 3], corners).max())
     views = Views(
         images=images, c2w=c2w,
-        fx=fl_x / k, fy=fl_y / k, cx=cx / k, cy=cy / k,
+        **camera_fields(rows, k),
         width=int(images.shape[2]), height=int(images.shape[1]),
         file_names=[p.name for p in paths], aabb=aabb, near=0.0, far=far,
         background=tuple(float(b) for b in background),  # type: ignore[arg-type]
-        distortion=distortion, source=str(path),  # type: ignore[arg-type]
+        source=str(path),
         meta={"format": "ngp", "split": split, "downscale": k, "frame_indices": chosen,
               "aabb_scale": _float(data, "aabb_scale", path, 1.0),
               "normalization": data.get("normalization")},  # capture similarity (taichifield poses)

@@ -34,7 +34,7 @@ def generate_rays(views: Views, img_idx: torch.Tensor, px: torch.Tensor, py: tor
     add a jitter in ``[-0.5, 0.5)`` for anti-aliased training.
 
     Args:
-        views: the split (intrinsics, poses, distortion).
+        views: the split (poses and each view's camera).
         img_idx: (B,) long frame indices.
         px: (B,) float column indices.
         py: (B,) float row indices (downwards).
@@ -42,8 +42,8 @@ def generate_rays(views: Views, img_idx: torch.Tensor, px: torch.Tensor, py: tor
     Returns:
         rays_o (B, 3), rays_d (B, 3) unit length; float32 on ``views.c2w``'s device.
     """
-    c2w = views.c2w[img_idx.to(views.c2w.device).long()]
-    return pixel_rays(c2w, px, py, views.fx, views.fy, views.cx, views.cy, views.distortion)
+    idx = img_idx.to(views.c2w.device).long()
+    return pixel_rays(views.c2w[idx], px, py, *views.ray_cameras(idx))
 
 
 def all_rays(views: Views, i: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,8 +52,8 @@ def all_rays(views: Views, i: int) -> tuple[torch.Tensor, torch.Tensor]:
     Returns:
         rays_o (H*W, 3), rays_d (H*W, 3) on ``views.c2w``'s device; reshape results to (H, W, ...).
     """
-    return image_rays(views.c2w[int(i)], views.width, views.height, views.fx, views.fy, views.cx, views.cy,
-                      views.distortion)
+    fx, fy, cx, cy, dist = views.camera(i)
+    return image_rays(views.c2w[int(i)], views.width, views.height, fx, fy, cx, cy, dist)
 
 
 def pixels(views: Views, img_idx: torch.Tensor, px: torch.Tensor, py: torch.Tensor,

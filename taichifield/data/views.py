@@ -1,13 +1,46 @@
-"""Posed images of one scene split: a plain dataclass of tensors (no rays stored)."""
+"""Posed images of one scene split: a plain dataclass of tensors (no rays stored).
+
+Cameras are pinholes with optional OpenCV ``(k1, k2, p1, p2)`` distortion
+(:mod:`taichifield.cameras`). All views share one camera (the scalars ``fx .. cy`` and
+``distortion``) unless ``cameras`` holds one row per view (a COLMAP model with a camera per
+image, per-frame intrinsics in a ``transforms.json``); :meth:`Views.camera` and
+:meth:`Views.ray_cameras` are the one place that tells the two apart.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
+import numpy as np
 import torch
 
-__all__ = ["Views"]
+__all__ = ["Views", "Camera", "camera_fields"]
+
+Camera = tuple[float, float, float, float, Optional[tuple[float, float, float, float]]]
+"""``(fx, fy, cx, cy, distortion)`` of one view, in pixels; distortion OpenCV ``(k1, k2, p1, p2)`` or None."""
+
+
+def camera_fields(rows: Sequence[Sequence[float]] | np.ndarray, downscale: int = 1) -> dict[str, Any]:
+    """The :class:`Views` camera fields of per-view ``fx, fy, cx, cy, k1, k2, p1, p2`` rows.
+
+    Args:
+        rows: (n, 8) intrinsics at the images' full resolution (principal point with the
+            image-edge origin), one row per view in split order.
+        downscale: the integer factor the images were reduced by: pixel quantities divide by it.
+
+    Returns:
+        ``fx, fy, cx, cy, distortion`` (the first view's camera) and ``cameras``: None when every
+        row is the same camera, else an (n, 8) float32 tensor at the reduced resolution.
+    """
+    r = np.asarray(rows, dtype=np.float64).reshape(-1, 8).copy()
+    r[:, :4] /= float(downscale)
+    dist = tuple(float(v) for v in r[0, 4:])
+    shared = bool(np.all(r == r[0]))
+    return {"fx": float(r[0, 0]), "fy": float(r[0, 1]), "cx": float(r[0, 2]), "cy": float(r[0, 3]),
+            "distortion": dist if any(dist) else None,
+            "cameras": None if shared else torch.tensor(r, dtype=torch.float32)}
 
 
 @dataclass
@@ -50,6 +83,55 @@ class Views:
     """The file the views were read from (for messages)."""
     meta: dict = field(default_factory=dict)
     """Format-specific extras (e.g. ``camera_angle_x``, ``aabb_scale``)."""
+    cameras: Optional[torch.Tensor] = None
+    """(n, 8) float32 per-view ``fx, fy, cx, cy, k1, k2, p1, p2`` at this split's resolution, on
+    ``c2w``'s device, when the views' cameras differ; None when all share the scalar camera. With
+    per-view cameras the scalars are the first view's (for summaries): rays and renders take
+    :meth:`camera` / :meth:`ray_cameras`."""
+    distorted: bool = field(init=False, default=False)
+    """Whether any view's camera has distortion (set from the fields; decides undistortion)."""
+
+    def __post_init__(self) -> None:
+        if self.cameras is not None:
+            if tuple(self.cameras.shape) != (int(self.c2w.shape[0]), 8):
+                raise ValueError(f"Views.cameras must be (n, 8) = ({int(self.c2w.shape[0])}, 8), "
+                                 f"got {tuple(self.cameras.shape)}")
+            self.distorted = bool(self.cameras[:, 4:].any())
+        else:
+            self.distorted = self.distortion is not None
+
+    def camera(self, i: int) -> Camera:
+        """``(fx, fy, cx, cy, distortion)`` of view ``i`` (the arguments of a whole-image render)."""
+        if self.cameras is None:
+            return self.fx, self.fy, self.cx, self.cy, self.distortion
+        row = [float(v) for v in self.cameras[int(i)]]
+        dist = (row[4], row[5], row[6], row[7])
+        return row[0], row[1], row[2], row[3], dist if any(dist) else None
+
+    def ray_cameras(self, img_idx: torch.Tensor) -> tuple[Any, Any, Any, Any, Any]:
+        """The camera of each ray's view, for :func:`taichifield.cameras.pixel_rays`.
+
+        Args:
+            img_idx: (B,) long view indices on :attr:`cameras`' device.
+
+        Returns:
+            ``fx, fy, cx, cy`` (floats, or (B,) tensors with per-view cameras) and the distortion
+            (None, a 4-tuple of floats, or a 4-tuple of (B,) tensors).
+        """
+        if self.cameras is None:
+            return self.fx, self.fy, self.cx, self.cy, self.distortion
+        cam = self.cameras[img_idx]
+        fx, fy, cx, cy, k1, k2, p1, p2 = cam.unbind(-1)
+        return fx, fy, cx, cy, ((k1, k2, p1, p2) if self.distorted else None)
+
+    def median_fx(self) -> float:
+        """The views' median focal length along x, in pixels (one figure for a whole split)."""
+        return self.fx if self.cameras is None else float(self.cameras[:, 0].median())
+
+    def to(self, device: torch.device | str) -> "Views":
+        """These views with images, poses and cameras on ``device`` (the box stays where it is)."""
+        cams = None if self.cameras is None else self.cameras.to(device)
+        return dataclasses.replace(self, images=self.images.to(device), c2w=self.c2w.to(device), cameras=cams)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -77,6 +159,7 @@ class Views:
         a = x[..., 3:4]
         return x[..., :3] * a + bg.to(x.device) * (1.0 - a)
 
-    def intrinsics(self) -> torch.Tensor:
-        """(3, 3) float32 pinhole matrix K (image-edge pixel origin)."""
-        return torch.tensor([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+    def intrinsics(self, i: int = 0) -> torch.Tensor:
+        """(3, 3) float32 pinhole matrix K of view ``i`` (image-edge pixel origin)."""
+        fx, fy, cx, cy, _ = self.camera(i)
+        return torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])

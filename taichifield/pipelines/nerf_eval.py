@@ -58,9 +58,10 @@ def _render_index(loaded: NerfModel, views, i: int) -> torch.Tensor:  # type: ig
     far = views.far
     if loaded.field.config.contraction:  # an unbounded scene: rays reach its background (the trained far)
         far = max(far, float(loaded.meta.get("far", far)))
-    return render_view(loaded.field, loaded.grid, views.c2w[i], views.width, views.height, views.fx, views.fy,
-                       views.cx, views.cy, near=views.near, far=far, step_size=loaded.step_size,
-                       background=loaded.background, distortion=views.distortion)
+    fx, fy, cx, cy, dist = views.camera(i)
+    return render_view(loaded.field, loaded.grid, views.c2w[i], views.width, views.height, fx, fy, cx, cy,
+                       near=views.near, far=far, step_size=loaded.step_size, background=loaded.background,
+                       distortion=dist)
 
 
 GRID_ROWS = 8

@@ -34,8 +34,9 @@ def _views(scene: str, split: str, downscale: int | None, model: NeuSModel, prog
 
 
 def _render(model: NeuSModel, views: Any, i: int, normals: bool = False) -> torch.Tensor:
-    return model.render_view(views.c2w[i], views.width, views.height, views.fx, views.fy, views.cx, views.cy,
-                             distortion=views.distortion, normals=normals, near=views.near, far=views.far)
+    fx, fy, cx, cy, dist = views.camera(i)
+    return model.render_view(views.c2w[i], views.width, views.height, fx, fy, cx, cy,
+                             distortion=dist, normals=normals, near=views.near, far=views.far)
 
 
 def evaluate_neus(ckpt: PathArg, scene: str, split: str = "test", *, downscale: int | None = None,

@@ -138,8 +138,7 @@ class NerfTrainer:
         prepare_scene(config.scene, splits=["train", "test"] if config.eval_views else ["train"],
                   limits={"test": config.eval_views}, progress=scene_progress)
         views = load_scene(config.scene, "train", config.downscale)
-        views.images = views.images.to(dev)
-        views.c2w = views.c2w.to(dev)
+        views = views.to(dev)
         self.views = views
         aabb = views.aabb.to(dev)
         if config.model.contraction is None:  # automatic: on for captures with background
@@ -292,8 +291,9 @@ class NerfTrainer:
         field = self.model.field
         was_training = field.training
         field.eval()
-        img = render_view(field, self.model.grid, v.c2w[i], v.width, v.height, v.fx, v.fy, v.cx, v.cy,
-                          near=v.near, far=max(v.far, self.far), step_size=self.step_size, distortion=v.distortion)
+        fx, fy, cx, cy, dist = v.camera(i)
+        img = render_view(field, self.model.grid, v.c2w[i], v.width, v.height, fx, fy, cx, cy,
+                          near=v.near, far=max(v.far, self.far), step_size=self.step_size, distortion=dist)
         field.train(was_training)
         return [img]
 

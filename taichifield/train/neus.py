@@ -125,7 +125,7 @@ class NeuSTrainer:
                       limits={"test": config.eval_views}, progress=scene_progress)
         views = load_scene(config.scene, "train", config.downscale)
         check_training_views(views)
-        views.images, views.c2w = views.images.to(dev), views.c2w.to(dev)
+        views = views.to(dev)
         self.views = views
         aabb = views.aabb.to(dev)
         self.step_size = float((aabb[1] - aabb[0]).max()) * math.sqrt(3) / config.render_steps
@@ -243,9 +243,10 @@ class NeuSTrainer:
 
     def _render(self, v: Any, i: int, normals: bool = True) -> list[torch.Tensor]:
         """View ``i`` of ``v``: colour, and (progress pictures) the normal map."""
-        args = (v.c2w[i], v.width, v.height, v.fx, v.fy, v.cx, v.cy)
-        img = self.model.render_view(*args, distortion=v.distortion)
-        return [img, self.model.render_view(*args, distortion=v.distortion, normals=True)] if normals else [img]
+        fx, fy, cx, cy, dist = v.camera(i)
+        args = (v.c2w[i], v.width, v.height, fx, fy, cx, cy)
+        img = self.model.render_view(*args, distortion=dist)
+        return [img, self.model.render_view(*args, distortion=dist, normals=True)] if normals else [img]
 
     def save(self, step: int) -> None:
         config = self.config
