@@ -229,6 +229,9 @@ def test_bad_models_give_one_line_errors(tmp_path: Path) -> None:
     (sparse / "cameras.txt").write_text("1 PINHOLE 64 48 50 50 32\n")
     with pytest.raises(InputError, match="takes 4 parameters"):
         load_scene(tmp_path)
+    (sparse / "cameras.txt").write_text("2 PINHOLE 64 48 50 50 32 24\n")
+    with pytest.raises(InputError, match="image a.png uses camera 1, which is not in the model"):
+        load_scene(tmp_path)
     (sparse / "cameras.txt").unlink()
     (sparse / "cameras.bin").write_bytes(b"\x01\x00\x00\x00\x00\x00\x00\x00\x01")
     with pytest.raises(InputError, match="truncated"):

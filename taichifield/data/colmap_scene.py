@@ -75,17 +75,15 @@ def image_cameras(model: ColmapModel) -> tuple[np.ndarray, int, int]:
         (n, 8) float64 rows ``fx, fy, cx, cy, k1, k2, p1, p2`` and the shared ``width, height``.
 
     Raises:
-        InputError: no registered images, an image naming a missing or unsupported camera, or
-            cameras of different image sizes (the views are one stack of images).
+        InputError: no registered images, an unsupported camera model, or cameras of different
+            image sizes (the views are one stack of images).
     """
     images = _sorted_images(model)
     if not images:
         raise InputError(f"{model.path}: the COLMAP model has no registered images")
     rows, sizes = [], set()
     for im in images:
-        cam = model.cameras.get(im.camera_id)
-        if cam is None:
-            raise InputError(f"{model.path}: image {im.name} uses camera {im.camera_id}, which cameras does not list")
+        cam = model.cameras[im.camera_id]  # read_model refuses images whose camera is missing
         fx, fy, cx, cy, dist = camera_intrinsics(cam, model.path)
         rows.append([fx, fy, cx, cy, *(dist or (0.0, 0.0, 0.0, 0.0))])
         sizes.add((cam.width, cam.height))
