@@ -1,5 +1,7 @@
-"""Held-out views while and after training, shared by the NeRF and NeuS trainers.
+"""The views of a radiance-field run, shared by the NeRF and NeuS trainers.
 
+:func:`training_views` prepares the scene (a procedural one renders the splits the run uses)
+and puts its training split on the device, refusing views without parallax.
 :class:`ProgressView` writes ``RUN/progress/step_XXXXX.png`` with each checkpoint (test view 0
 next to its ground truth, up to :data:`~taichifield.train.configs.PROGRESS_WIDTH` px wide) and
 returns its PSNR for ``curves.png``; :func:`held_out_psnr` is the mean PSNR of the first test
@@ -20,12 +22,34 @@ from ..errors import InputError
 from ..images import write_image
 from .configs import PROGRESS_WIDTH
 
-__all__ = ["ProgressView", "held_out_psnr"]
+__all__ = ["ProgressView", "held_out_psnr", "training_views"]
 
 log = logging.getLogger(__name__)
 
 RenderFn = Callable[[Any, int], list[torch.Tensor]]
 """``(views, i) -> images``: (H, W, 3) float renders of view ``i``; the first is scored."""
+
+
+def training_views(scene: str, downscale: int, eval_views: int, device: torch.device,
+                   progress: Callable[[int, int, str], None] | None = None) -> Any:
+    """The training split of ``scene`` on ``device`` (:class:`~taichifield.data.views.Views`).
+
+    Prepares the training split and, when ``eval_views`` > 0, that many test views (the
+    progress picture and the final held-out PSNR use them).
+
+    Raises:
+        InputError: an unreadable scene, or training views without parallax
+            (:func:`~taichifield.data.loading.check_training_views`).
+    """
+    from ..data import load_scene
+    from ..data.loading import check_training_views
+    from ..scenes.prepare import prepare_scene
+
+    prepare_scene(scene, splits=["train", "test"] if eval_views else ["train"], limits={"test": eval_views},
+                  progress=progress)
+    views = load_scene(scene, "train", downscale)
+    check_training_views(views)
+    return views.to(device)
 
 
 class ProgressView:

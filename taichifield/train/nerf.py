@@ -36,7 +36,7 @@ from ..atomic import atomic_path
 from .checkpoint import load_checkpoint, save_checkpoint
 from .configs import DISTORTION_WEIGHT, NerfTrainConfig
 from .curves import RunCurves
-from .held_out import ProgressView, held_out_psnr
+from .held_out import ProgressView, held_out_psnr, training_views
 from ..metrics.image import psnr
 from ..pipelines.nerf import NerfModel
 from .appearance import ImageAppearance
@@ -126,20 +126,13 @@ class NerfTrainer:
 
     def __init__(self, config: NerfTrainConfig, ckpt: dict[str, Any] | None = None,
                  scene_progress: Callable[[int, int, str], None] | None = None) -> None:
-        from ..data import load_scene
-        from ..scenes.prepare import prepare_scene
-
         self.config = config
         self.run_dir = Path(config.out) if config.out else default_run_dir(config.scene)
         config.out = str(self.run_dir)
         dev = self.device = runtime.device()
         if ckpt is None:
             torch.manual_seed(config.seed)
-        prepare_scene(config.scene, splits=["train", "test"] if config.eval_views else ["train"],
-                  limits={"test": config.eval_views}, progress=scene_progress)
-        views = load_scene(config.scene, "train", config.downscale)
-        views = views.to(dev)
-        self.views = views
+        views = self.views = training_views(config.scene, config.downscale, config.eval_views, dev, scene_progress)
         aabb = views.aabb.to(dev)
         if config.model.contraction is None:  # automatic: on for captures with background
             config.model = dataclasses.replace(config.model, contraction=has_background(views.meta, views.has_alpha))

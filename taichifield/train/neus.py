@@ -40,7 +40,7 @@ from ..pipelines.neus import NeuSModel, render_neus_rays, sdf_density_fn
 from .checkpoint import load_checkpoint, save_checkpoint
 from .configs import NeuSTrainConfig
 from .curves import RunCurves
-from .held_out import ProgressView, held_out_psnr
+from .held_out import ProgressView, held_out_psnr, training_views
 from .loop import NonFiniteGuard, RunProgress, adam, log_interval, rng_state, run_loop, set_rng_state
 
 __all__ = ["NeuSTrainConfig", "NeuSTrainResult", "NeuSTrainer", "run_train_neus", "default_run_dir"]
@@ -111,22 +111,13 @@ class NeuSTrainer:
 
     def __init__(self, config: NeuSTrainConfig, ckpt: dict[str, Any] | None = None,
                  scene_progress: Callable[[int, int, str], None] | None = None) -> None:
-        from ..data import load_scene
-        from ..data.loading import check_training_views
-        from ..scenes.prepare import prepare_scene
-
         self.config = config
         self.run_dir = Path(config.out) if config.out else default_run_dir(config.scene)
         config.out = str(self.run_dir)
         dev = self.device = runtime.device()
         if ckpt is None:
             torch.manual_seed(config.seed)
-        prepare_scene(config.scene, splits=["train", "test"] if config.eval_views else ["train"],
-                      limits={"test": config.eval_views}, progress=scene_progress)
-        views = load_scene(config.scene, "train", config.downscale)
-        check_training_views(views)
-        views = views.to(dev)
-        self.views = views
+        views = self.views = training_views(config.scene, config.downscale, config.eval_views, dev, scene_progress)
         aabb = views.aabb.to(dev)
         self.step_size = float((aabb[1] - aabb[0]).max()) * math.sqrt(3) / config.render_steps
         if config.grid_resolution is None:
