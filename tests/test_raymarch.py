@@ -123,8 +123,9 @@ def test_state_dict_roundtrip():
 
 
 def test_cascades_cover_outside_the_box():
-    # density only outside the level-0 box (a shell at |x| in (2, 2.5)); two levels reach 3.0
-    shell = lambda x: torch.where((x.abs().max(dim=-1).values > 2.0) & (x.abs().max(dim=-1).values < 2.5), 50.0, 0.0)
+    # density only outside the level-0 box: a shell at |x|_inf in (1.875, 2.625), exactly two
+    # level-1 cells thick, so every jittered point of those cells (and none of others) is in it
+    shell = lambda x: torch.where((x.abs().max(dim=-1).values > 1.875) & (x.abs().max(dim=-1).values < 2.625), 50.0, 0.0)
     grid = OccupancyGrid(AABB, resolution=16, n_levels=2)
     grid.update(0, shell)
     mask = grid.occupied_mask()
