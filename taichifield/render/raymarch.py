@@ -27,7 +27,7 @@ Example::
 
 # no `from __future__ import annotations`: Taichi reads kernel annotations at runtime
 
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import taichi as ti
 import torch
@@ -203,6 +203,26 @@ def _per_ray(value: Bound, n: int, device: torch.device) -> torch.Tensor:
     return torch.full((n,), float(value), dtype=torch.float32, device=device)
 
 
+def two_pass_march(kernel: Any, args: tuple[Any, ...], n: int, dev: torch.device
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Packed samples from a marching kernel run twice over ``n`` rays: pass 0 counts each
+    ray's samples, pass 1 writes them at the offsets of the counts' prefix sum (one host sync
+    for the total). ``kernel(*args, pass, counts, starts, t_starts, t_ends, ray_indices)``."""
+    counts = torch.zeros(n, dtype=torch.int32, device=dev)
+    dummy_i = torch.zeros(1, dtype=torch.int32, device=dev)
+    dummy_f = torch.zeros(1, dtype=torch.float32, device=dev)
+    kernel(*args, 0, counts, dummy_i, dummy_f, dummy_f, dummy_i)
+    ends = torch.cumsum(counts, 0, dtype=torch.int64)
+    total = int(ends[-1])
+    starts = (ends - counts).to(torch.int32).contiguous()
+    t_starts = torch.empty(max(total, 1), dtype=torch.float32, device=dev)
+    t_ends = torch.empty(max(total, 1), dtype=torch.float32, device=dev)
+    ray_indices = torch.empty(max(total, 1), dtype=torch.int32, device=dev)
+    if total > 0:
+        kernel(*args, 1, counts, starts, t_starts, t_ends, ray_indices)
+    return t_starts[:total], t_ends[:total], ray_indices[:total]
+
+
 class OccupancyGrid(nn.Module):
     """A multi-level occupancy grid over a scene box, updated from a density callable.
 
@@ -372,11 +392,9 @@ class OccupancyGrid(nn.Module):
             off = torch.rand(n, generator=generator, device=dev)
         else:
             off = torch.zeros(n, dtype=torch.float32, device=dev)
-        counts = torch.zeros(n, dtype=torch.int32, device=dev)
-        dummy_i = torch.zeros(1, dtype=torch.int32, device=dev)
-        dummy_f = torch.zeros(1, dtype=torch.float32, device=dev)
         if n == 0:
-            return dummy_f[:0], dummy_f[:0].clone(), dummy_i[:0]
+            empty = torch.zeros(0, dtype=torch.float32, device=dev)
+            return empty, empty.clone(), torch.zeros(0, dtype=torch.int32, device=dev)
         if self.contraction:
             from .raymarch_contracted import march_contracted
 
@@ -384,16 +402,7 @@ class OccupancyGrid(nn.Module):
         max_dt = dt * 2.0 ** (self.n_levels - 1) * 1024.0 / self.resolution
         args = (o, d, nr, fr, off, self.bits, self._box, self.resolution, self.n_levels, dt,
                 float(cone_angle), max_dt, int(max_samples_per_ray))
-        _march(*args, 0, counts, dummy_i, dummy_f, dummy_f, dummy_i)
-        ends = torch.cumsum(counts, 0, dtype=torch.int64)
-        total = int(ends[-1])
-        starts = (ends - counts).to(torch.int32).contiguous()
-        t_starts = torch.empty(max(total, 1), dtype=torch.float32, device=dev)
-        t_ends = torch.empty(max(total, 1), dtype=torch.float32, device=dev)
-        ray_indices = torch.empty(max(total, 1), dtype=torch.int32, device=dev)
-        if total > 0:
-            _march(*args, 1, counts, starts, t_starts, t_ends, ray_indices)
-        return t_starts[:total], t_ends[:total], ray_indices[:total]
+        return two_pass_march(_march, args, n, dev)
 
     # ------------------------------------------------------------- inspection
     def occupied_mask(self) -> torch.Tensor:

@@ -99,18 +99,7 @@ def march_contracted(grid: Any, o: torch.Tensor, d: torch.Tensor, near: torch.Te
                      offset: torch.Tensor, dt: float, cone: float, max_samples: int
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Packed samples of rays (n, 3) through a contracted grid (see :meth:`OccupancyGrid.sample`)."""
-    n, dev = o.shape[0], o.device
-    counts = torch.zeros(n, dtype=torch.int32, device=dev)
-    dummy_i = torch.zeros(1, dtype=torch.int32, device=dev)
-    dummy_f = torch.zeros(1, dtype=torch.float32, device=dev)
+    from .raymarch import two_pass_march
+
     args = (o, d, near, far, offset, grid.bits, grid._box, grid.resolution, float(dt), float(cone), int(max_samples))
-    _march_contracted(*args, 0, counts, dummy_i, dummy_f, dummy_f, dummy_i)
-    ends = torch.cumsum(counts, 0, dtype=torch.int64)
-    total = int(ends[-1])
-    starts = (ends - counts).to(torch.int32).contiguous()
-    t_starts = torch.empty(max(total, 1), dtype=torch.float32, device=dev)
-    t_ends = torch.empty(max(total, 1), dtype=torch.float32, device=dev)
-    ray_indices = torch.empty(max(total, 1), dtype=torch.int32, device=dev)
-    if total > 0:
-        _march_contracted(*args, 1, counts, starts, t_starts, t_ends, ray_indices)
-    return t_starts[:total], t_ends[:total], ray_indices[:total]
+    return two_pass_march(_march_contracted, args, o.shape[0], o.device)
