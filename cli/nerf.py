@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -14,31 +13,12 @@ from taichifield.fields.configs import NerfConfig
 from taichifield.train.configs import NerfTrainConfig
 
 from .common import (
-    ArchOption, OverwriteOption, Progress, QuietOption, SeedOption, check_positive, cli_command, config_option, note_run, start_runtime,
+    ArchOption, OverwriteOption, Progress, QuietOption, SeedOption, check_positive, cli_command, config_option, start_runtime,
 )
+from .radiance import SceneBar, train_run
 
 DownscaleOption = Annotated[Optional[int], typer.Option("--downscale", help="Integer image downscale factor (default: the training one).")]
 LimitOption = Annotated[Optional[int], typer.Option("--limit", help="Only the first N views of the split.")]
-
-
-class _SceneBar:
-    """A progress bar opened on the first callback of first-use scene rendering."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.bar: Progress | None = None
-
-    def __call__(self, done: int, total: int, message: str) -> None:
-        if self.bar is None:
-            self.bar = Progress("rendering scene views", total=total, quiet=self.quiet, unit="view").__enter__()
-        self.bar.update(completed=done, info=message)
-        if done >= total:
-            self.close()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
-            self.bar = None
 
 
 @train_app.command("nerf")
@@ -82,50 +62,14 @@ def train_nerf_command(
                              model=NerfConfig(encoding=encoding, log2_table_size=log2_table_size,  # type: ignore[arg-type]
                                               contraction=contraction))
     chosen = start_runtime(arch, seed)
-    from taichifield.runfolder import check_run_folder, claim_new_run, open_run
     from taichifield.train.nerf import default_run_dir, run_train_nerf
 
-    # --resume RUN continues RUN/ckpt.pt in place; into another --out (or from a file not named
-    # ckpt.pt) it starts a new run there, which must not replace one silently
-    resume_ckpt = None if resume is None else (resume if resume.is_file() else resume / "ckpt.pt")
-    if out is None and resume_ckpt is not None:
-        out = resume_ckpt.parent
-    continues = resume_ckpt is not None and os.path.abspath(out / "ckpt.pt") == os.path.abspath(resume_ckpt)  # type: ignore[operator]
-    if out is not None and out.exists():
-        check_run_folder(out, resume=continues, overwrite=overwrite)  # writes nothing
-    scene_bar = _SceneBar(quiet)
-    if scene is not None:  # first-use rendering of a procedural scene, before the training bar starts
-        from taichifield.data import load_scene
-        from taichifield.data.loading import check_training_views
-        from taichifield.scenes.prepare import prepare_scene
+    def info(stats: dict[str, Any]) -> str:
+        return (f"loss {stats['loss']:.4f} psnr {stats['psnr']:.2f} dB "
+                f"{stats['samples_per_s'] / 1e6:.2f} M samples/s {int(stats['rays'])} rays")
 
-        try:
-            prepare_scene(scene, splits=["train", "test"], limits={"test": NerfTrainConfig.eval_views}, progress=scene_bar)
-        finally:
-            scene_bar.close()
-        # bad or degenerate views are refused before an earlier run is touched
-        check_training_views(load_scene(scene, "train", downscale))
-    created = None
-    if out is None:
-        out, created = claim_new_run(default_run_dir(scene or "scene"))
-    config.out = str(out)
-    label = Path(scene).name if scene else Path(resume).name  # type: ignore[arg-type]
-    with open_run(out, resume=continues, overwrite=overwrite, created=created), \
-            Progress(f"nerf [{label}]", total=steps, quiet=quiet, unit="step",
-                     time_budget=time_budget) as bar:
-        note_run(out)
-
-        def on_step(step: int, stats: dict[str, Any]) -> None:
-            info = None
-            if stats:
-                info = (f"loss {stats['loss']:.4f} psnr {stats['psnr']:.2f} dB "
-                        f"{stats['samples_per_s'] / 1e6:.2f} M samples/s {int(stats['rays'])} rays")
-            bar.update(completed=step, info=info)
-
-        try:
-            result = run_train_nerf(config, resume=resume, progress=on_step, scene_progress=scene_bar)
-        finally:
-            scene_bar.close()
+    result = train_run("nerf", config, run_train_nerf, default_run_dir, info, scene=scene, out=out, resume=resume,
+                       overwrite=overwrite, quiet=quiet)
     test = f", test PSNR {result.test_psnr:.2f} dB" if result.test_psnr is not None else ""
     typer.echo(f"nerf: {config.model.encoding} on {chosen}, {result.step} steps in {result.seconds:.0f} s "
                f"({result.stopped}), train PSNR {result.train_psnr:.2f} dB{test} -> {result.run_dir}/ckpt.pt")
@@ -165,7 +109,7 @@ def eval_nerf_command(
     start_runtime(arch)  # quiet on stdout (runtime.init swallows Taichi's banner), so --json stays pure JSON
     from taichifield.pipelines.nerf_eval import evaluate_nerf
 
-    scene_bar = _SceneBar(quiet or as_json)
+    scene_bar = SceneBar(quiet or as_json)
     with Progress(f"eval [{split}]", total=limit, quiet=quiet or as_json, unit="view") as bar:
         try:
             result = evaluate_nerf(ckpt, scene, split, downscale=downscale, limit=limit,
@@ -256,7 +200,7 @@ def render_nerf_command(
         return
     if scene is None:
         raise InputError("render nerf needs --scene SCENE (or --orbit)")
-    scene_bar = _SceneBar(quiet)
+    scene_bar = SceneBar(quiet)
     with Progress(f"render [{split}]", total=limit, quiet=quiet, unit="view") as bar:
         try:
             paths = render_split(ckpt, scene, out, split, downscale=downscale, limit=limit,
@@ -279,7 +223,7 @@ def _write_train_path(scene: str, out: Path, frames: int, overwrite: bool, quiet
     if out.suffix.lower() != ".json":
         raise InputError(f"{out}: --path-from-train writes a camera path: --out must end in .json")
     check_output_file(out, overwrite)
-    scene_bar = _SceneBar(quiet)
+    scene_bar = SceneBar(quiet)
     try:
         prepare_scene(scene, splits=["train"], progress=scene_bar)
     finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -14,9 +13,10 @@ from taichifield.train.configs import NeuSTrainConfig
 
 from .apps import eval_app, mesh_app, render_app, train_app
 from .common import (
-    ArchOption, OverwriteOption, Progress, QuietOption, SeedOption, check_positive, cli_command, config_option, note_run, start_runtime,
+    ArchOption, OverwriteOption, Progress, QuietOption, SeedOption, check_positive, cli_command, config_option, start_runtime,
 )
-from .nerf import DownscaleOption, LimitOption, _SceneBar
+from .nerf import DownscaleOption, LimitOption
+from .radiance import SceneBar, train_run
 
 NormalsOption = Annotated[bool, typer.Option("--normals", help="Render normal maps ((n + 1) / 2 on black) instead of colour.")]
 
@@ -56,47 +56,14 @@ def train_neus_command(
                              target_samples=target_samples, eikonal_weight=eikonal_weight, grid_resolution=grid_resolution,
                              model=NeuSConfig(log2_table_size=log2_table_size))
     chosen = start_runtime(arch, seed)
-    from taichifield.runfolder import check_run_folder, claim_new_run, open_run
     from taichifield.train.neus import default_run_dir, run_train_neus
 
-    resume_ckpt = None if resume is None else (resume if resume.is_file() else resume / "ckpt.pt")
-    if out is None and resume_ckpt is not None:
-        out = resume_ckpt.parent
-    continues = resume_ckpt is not None and os.path.abspath(out / "ckpt.pt") == os.path.abspath(resume_ckpt)  # type: ignore[operator]
-    if out is not None and out.exists():
-        check_run_folder(out, resume=continues, overwrite=overwrite)
-    scene_bar = _SceneBar(quiet)
-    if scene is not None:
-        from taichifield.data import load_scene
-        from taichifield.data.loading import check_training_views
-        from taichifield.scenes.prepare import prepare_scene
+    def info(stats: dict[str, Any]) -> str:
+        return (f"loss {stats['loss']:.4f} psnr {stats['psnr']:.2f} dB eikonal {stats['eikonal']:.4f} "
+                f"inv_s {stats['inv_s']:.0f} {int(stats['rays'])} rays")
 
-        try:
-            prepare_scene(scene, splits=["train", "test"], limits={"test": NeuSTrainConfig.eval_views}, progress=scene_bar)
-        finally:
-            scene_bar.close()
-        check_training_views(load_scene(scene, "train", downscale))
-    created = None
-    if out is None:
-        out, created = claim_new_run(default_run_dir(scene or "scene"))
-    config.out = str(out)
-    label = Path(scene).name if scene else Path(resume).name  # type: ignore[arg-type]
-    with open_run(out, resume=continues, overwrite=overwrite, created=created), \
-            Progress(f"neus [{label}]", total=steps, quiet=quiet, unit="step",
-                     time_budget=time_budget) as bar:
-        note_run(out)
-
-        def on_step(step: int, stats: dict[str, Any]) -> None:
-            info = None
-            if stats:
-                info = (f"loss {stats['loss']:.4f} psnr {stats['psnr']:.2f} dB eikonal {stats['eikonal']:.4f} "
-                        f"inv_s {stats['inv_s']:.0f} {int(stats['rays'])} rays")
-            bar.update(completed=step, info=info)
-
-        try:
-            result = run_train_neus(config, resume=resume, progress=on_step, scene_progress=scene_bar)
-        finally:
-            scene_bar.close()
+    result = train_run("neus", config, run_train_neus, default_run_dir, info, scene=scene, out=out, resume=resume,
+                       overwrite=overwrite, quiet=quiet)
     test = f", test PSNR {result.test_psnr:.2f} dB" if result.test_psnr is not None else ""
     typer.echo(f"neus: on {chosen}, {result.step} steps in {result.seconds:.0f} s ({result.stopped}), "
                f"train PSNR {result.train_psnr:.2f} dB{test} -> {result.run_dir}/ckpt.pt")
@@ -168,7 +135,7 @@ def eval_neus_command(
     start_runtime(arch)
     from taichifield.pipelines.neus_eval import evaluate_neus
 
-    scene_bar = _SceneBar(quiet or as_json)
+    scene_bar = SceneBar(quiet or as_json)
     with Progress(f"eval [{split}]", total=limit, quiet=quiet or as_json, unit="view") as bar:
         try:
             result = evaluate_neus(ckpt, scene, split, downscale=downscale, limit=limit,
@@ -231,7 +198,7 @@ def render_neus_command(
                                      progress=lambda i, n: bar.update(completed=i))
         typer.echo(f"render: {frames} orbit frames -> {path} ({path.suffix[1:].upper()})")
         return
-    scene_bar = _SceneBar(quiet)
+    scene_bar = SceneBar(quiet)
     with Progress(f"render [{split}]", total=limit, quiet=quiet, unit="view") as bar:
         try:
             paths = render_split_neus(ckpt, scene, out, split, downscale=downscale, limit=limit, normals=normals,  # type: ignore[arg-type]

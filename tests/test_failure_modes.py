@@ -66,10 +66,15 @@ def png(path: Path, w: int = 8, h: int = 8, channels: int = 4) -> Path:
 POSE = [[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 4.0], [0, 0, 0, 1.0]]
 
 
+def _shifted(pose: list[list[float]], dx: float) -> list[list[float]]:
+    """``pose`` moved by ``dx`` along x (views of a scene need parallax to train)."""
+    return [[*row[:3], row[3] + (dx if r == 0 else 0.0)] for r, row in enumerate(pose)]
+
+
 def blender_scene(root: Path, frames: list[dict[str, Any]] | None = None, n: int = 2, **extra: Any) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     if frames is None:
-        frames = [{"file_path": f"./train/r_{i}", "transform_matrix": POSE} for i in range(n)]
+        frames = [{"file_path": f"./train/r_{i}", "transform_matrix": _shifted(POSE, 0.5 * i)} for i in range(n)]
         for i in range(n):
             png(root / "train" / f"r_{i}.png")
     (root / "transforms_train.json").write_text(json.dumps({"camera_angle_x": 0.69, "frames": frames, **extra}))

@@ -266,9 +266,9 @@ def test_nerf_corrupted_batch_is_skipped(tmp_path: Path, monkeypatch: pytest.Mon
 
     scene = tmp_path / "scene"
     (scene / "train").mkdir(parents=True)
-    pose = [[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 4.0], [0, 0, 0, 1.0]]
     frames = []
-    for i in range(2):
+    for i in range(2):  # two cameras 0.5 apart (a trainer refuses views without parallax)
+        pose = [[1.0, 0, 0, 0.5 * i], [0, 1.0, 0, 0], [0, 0, 1.0, 4.0], [0, 0, 0, 1.0]]
         Image.fromarray(np.full((8, 8, 4), 100 + 50 * i, np.uint8)).save(scene / "train" / f"r_{i}.png")
         frames.append({"file_path": f"./train/r_{i}", "transform_matrix": pose})
     (scene / "transforms_train.json").write_text(json.dumps({"camera_angle_x": 0.69, "frames": frames}))
