@@ -18,34 +18,21 @@ import os
 from typing import Any
 
 import torch
-from torch import nn
 
-from ..errors import CheckpointError
 from ..fields.nerf import NerfConfig, NerfField
 from ..render.raymarch import OccupancyGrid
+from .grid_model import GridModel
 
 __all__ = ["NerfModel"]
 
 
-class NerfModel(nn.Module):
-    """Field + occupancy grid + the render settings they were trained with.
+class NerfModel(GridModel):
+    """Radiance field + occupancy grid + the render settings they were trained with
+    (:class:`~taichifield.pipelines.grid_model.GridModel`: ``field``, ``grid``, ``config``,
+    ``meta``, ``step``; ``device``, ``bbox``, ``step_size``, ``background``)."""
 
-    Args:
-        field: the radiance field.
-        grid: its occupancy grid (over the field's box).
-        config: the checkpoint's config ``{"model": ..., "train": ..., "scene": ...}``.
-        meta: render settings (``step_size``, ``near``, ``far``, ``eval_background``, ...).
-        step: training steps done.
-    """
-
-    def __init__(self, field: NerfField, grid: OccupancyGrid, config: dict[str, Any] | None = None,
-                 meta: dict[str, Any] | None = None, step: int = 0) -> None:
-        super().__init__()
-        self.field = field
-        self.grid = grid
-        self.config = config or {}
-        self.meta = meta or {}
-        self.step = step
+    field: NerfField
+    grid: OccupancyGrid
 
     @classmethod
     def build(cls, model: NerfConfig, aabb: torch.Tensor, grid_resolution: int,
@@ -66,40 +53,7 @@ class NerfModel(nn.Module):
             CheckpointError: missing/invalid file, not a NeRF checkpoint, or weights that do
                 not fit the checkpoint's config.
         """
-        from ..train.checkpoint import load_checkpoint
-
-        ckpt = load_checkpoint(path, kind="nerf")
-        try:
-            cfg = ckpt["config"]
-            state = ckpt["state"]
-            model = cls.build(NerfConfig.from_dict(cfg["model"]), state["field.aabb"],
-                              int(cfg["train"].get("grid_resolution") or 128), device,
-                              config=cfg, meta=ckpt["meta"], step=int(ckpt["step"]))
-            model.load_state_dict(state)
-        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
-            detail = " ".join(str(exc).split())[:120]
-            raise CheckpointError(f"{path}: NeRF checkpoint does not match its config ({type(exc).__name__}: {detail})") from None
-        except CheckpointError as exc:
-            raise CheckpointError(f"{path}: {exc}") from None
-        return model.eval()
-
-    # ------------------------------------------------------------------ properties
-    @property
-    def device(self) -> torch.device:
-        return self.grid.device
-
-    @property
-    def bbox(self) -> torch.Tensor:
-        """(2, 3) scene box ``[min, max]`` of the field."""
-        return self.field.aabb
-
-    @property
-    def step_size(self) -> float:
-        return float(self.meta["step_size"])
-
-    @property
-    def background(self) -> tuple[float, float, float]:
-        return tuple(self.meta.get("eval_background", (1.0, 1.0, 1.0)))  # type: ignore[return-value]
+        return cls._from_checkpoint(path, device, "nerf", "NeRF", NerfConfig)
 
     # ------------------------------------------------------------------ rendering
     def render_rays(self, rays_o: torch.Tensor, rays_d: torch.Tensor, *, background: torch.Tensor,

@@ -28,11 +28,10 @@ import os
 from typing import Any, Callable
 
 import torch
-from torch import nn
 
-from ..errors import CheckpointError
 from ..fields.neus import NeuSConfig, NeuSField
 from ..render.raymarch import OccupancyGrid
+from .grid_model import GridModel
 
 __all__ = ["NeuSModel", "render_neus_rays", "sdf_density_fn", "box_interval"]
 
@@ -125,24 +124,13 @@ def render_neus_rays(field: NeuSField, grid: OccupancyGrid | None, rays_o: torch
     return out
 
 
-class NeuSModel(nn.Module):
-    """NeuS field + occupancy grid + the render settings they were trained with.
+class NeuSModel(GridModel):
+    """NeuS field + occupancy grid + the render settings they were trained with
+    (:class:`~taichifield.pipelines.grid_model.GridModel`: ``field``, ``grid``, ``config``,
+    ``meta``, ``step``; ``device``, ``bbox``, ``step_size``, ``background``)."""
 
-    Args:
-        field: the NeuS field. grid: its occupancy grid (over the field's box).
-        config: the checkpoint's config ``{"model": ..., "train": ..., "scene": ...}``.
-        meta: render settings (``step_size``, ``near``, ``far``, ``eval_background``, ...).
-        step: training steps done.
-    """
-
-    def __init__(self, field: NeuSField, grid: OccupancyGrid, config: dict[str, Any] | None = None,
-                 meta: dict[str, Any] | None = None, step: int = 0) -> None:
-        super().__init__()
-        self.field = field
-        self.grid = grid
-        self.config = config or {}
-        self.meta = meta or {}
-        self.step = step
+    field: NeuSField
+    grid: OccupancyGrid
 
     @classmethod
     def build(cls, model: NeuSConfig, aabb: torch.Tensor, grid_resolution: int,
@@ -164,39 +152,10 @@ class NeuSModel(nn.Module):
             CheckpointError: missing/invalid file, not a NeuS checkpoint, or weights that do
                 not fit the checkpoint's config.
         """
-        from ..train.checkpoint import load_checkpoint
-
-        ckpt = load_checkpoint(path, kind="neus")
-        try:
-            cfg, state = ckpt["config"], ckpt["state"]
-            model = cls.build(NeuSConfig.from_dict(cfg["model"]), state["field.aabb"],
-                              int(cfg["train"]["grid_resolution"]), device,
-                              config=cfg, meta=ckpt["meta"], step=int(ckpt["step"]))
-            model.load_state_dict(state)
+        def restore_fd_step(model: "NeuSModel", ckpt: dict[str, Any]) -> None:
             model.field.fd_step = float(ckpt["meta"].get("fd_step", model.field.min_fd_step))
-        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
-            detail = " ".join(str(exc).split())[:120]
-            raise CheckpointError(f"{path}: NeuS checkpoint does not match its config ({type(exc).__name__}: {detail})") from None
-        except CheckpointError as exc:
-            raise CheckpointError(f"{path}: {exc}") from None
-        return model.eval()
 
-    @property
-    def device(self) -> torch.device:
-        return self.grid.device
-
-    @property
-    def bbox(self) -> torch.Tensor:
-        """(2, 3) scene box ``[min, max]``."""
-        return self.field.aabb
-
-    @property
-    def step_size(self) -> float:
-        return float(self.meta["step_size"])
-
-    @property
-    def background(self) -> tuple[float, float, float]:
-        return tuple(self.meta.get("eval_background", (1.0, 1.0, 1.0)))  # type: ignore[return-value]
+        return cls._from_checkpoint(path, device, "neus", "NeuS", NeuSConfig, after=restore_fd_step)
 
     def sdf(self, x: torch.Tensor) -> torch.Tensor:
         """World-unit SDF (N,) at world points (N, 3), without gradients (for meshing)."""
