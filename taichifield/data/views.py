@@ -104,7 +104,7 @@ class Views:
         """``(fx, fy, cx, cy, distortion)`` of view ``i`` (the arguments of a whole-image render)."""
         if self.cameras is None:
             return self.fx, self.fy, self.cx, self.cy, self.distortion
-        row = [float(v) for v in self.cameras[int(i)]]
+        row = self.cameras[int(i)].tolist()  # one copy to the host, not one per number
         dist = (row[4], row[5], row[6], row[7])
         return row[0], row[1], row[2], row[3], dist if any(dist) else None
 
