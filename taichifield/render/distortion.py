@@ -15,8 +15,9 @@ by ``t`` within a ray, so ``|m_i - m_j| = m_i - m_j`` for ``j < i``)::
     W_i = sum_{j<i} w_j,  (wm)_i = sum_{j<i} w_j m_j.
 
 Torch and differentiable (autograd through the cumulative sums; each ray's first sample comes
-from :func:`~taichifield.render.volrend.pack_info`), so it is its own reference; ``tests/test_distortion.py`` checks it against the O(S^2) double sum, by hand and
-with a float64 ``gradcheck``.
+from :func:`~taichifield.render.volrend.pack_info`), so it is its own reference;
+``tests/test_distortion.py`` checks it against the O(S^2) double sum, by hand and with a
+float64 ``gradcheck``.
 
 The distance ``s``: mip-NeRF 360 normalises ``t`` so that the loss does not depend on the
 scene's scale and the background (``t`` up to 1e6 box units in a contracted scene) does not
