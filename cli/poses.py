@@ -69,10 +69,10 @@ def poses_command(
     config = PosesConfig(frames=frames, every=every, matcher=matcher, camera_model=camera_model,
                          single_camera=single_camera, max_image_size=max_image_size, max_features=max_features,
                          threads=threads, seed=seed, unflip=unflip)
-    from taichifield.capture.sfm import check_poses_out, import_pycolmap, run_poses
+    from taichifield.capture.sfm import check_poses_out, require_pycolmap, run_poses
 
     check_poses_out(out, overwrite, source)  # refused before anything is written
-    import_pycolmap()
+    require_pycolmap()
     bars = _StageBars(quiet)
     try:
         result: Any = run_poses(source, out, config, overwrite=overwrite, progress=bars)

@@ -117,8 +117,13 @@ def test_the_report_names_rotation_jumps() -> None:
     assert "jump" not in result.summary()
 
 
-def test_poses_recovers_the_known_cameras(capture, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_poses_recovers_the_known_cameras(capture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from taichifield.capture import child
+
     photos, poses, _ = capture
+    in_child: list[str] = []
+    real_call = child.call_in_child
+    monkeypatch.setattr(child, "call_in_child", lambda target, *a, **k: in_child.append(target) or real_call(target, *a, **k))
     Image = __import__("PIL.Image", fromlist=["Image"])
     Image.fromarray(np.random.default_rng(3).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)).save(photos.parent / "noise.png")
     photos_plus = tmp_path / "in"
@@ -132,7 +137,8 @@ def test_poses_recovers_the_known_cameras(capture, tmp_path: Path) -> None:  # t
     assert result.given == N_VIEWS + 1
     assert result.registered == N_VIEWS and result.unregistered == ["zz_noise.png"]
     assert 0 < result.mean_reprojection_error < 1.0 and result.points > 500
-    assert {"frames", "features", "mapping", "export"} <= set(stages)
+    assert {"frames", "features", "mapping", "export"} <= set(stages)  # relayed from the child
+    assert in_child == ["taichifield.capture.mapping:colmap_stages"]  # COLMAP ran in a process without torch
     names = [f"view_{i:02d}.png" for i in range(N_VIEWS)]
     rot, centre, n = _pose_errors(out, poses, names)
     assert n == N_VIEWS and len(read_model(out).cameras) == 1  # features ran in chunks, on one shared camera
@@ -169,40 +175,59 @@ def test_poses_recovers_the_known_cameras(capture, tmp_path: Path) -> None:  # t
     assert check_poses_out(out, overwrite=False) is True
 
 
-def test_a_second_mapping_that_does_not_help_is_dropped_and_the_database_kept(capture, tmp_path: Path,
-                                                                               monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    from taichifield.capture import flips
+# run_poses with the flip check patched, in a process of its own: pycolmap runs in a process without
+# torch (as run_poses does it, in a child), and the patches reach the mapping (isolate=False)
+_PATCHED_RUN = r"""
+import json, sys
+import numpy as np
+from taichifield.capture import flips
+from taichifield.capture.sfm import PosesConfig, run_poses
 
+calls = []
+
+def pairs_of_the_first_view(rot, corr, rel, max_deg=90.0):
+    first = sorted(rot)[0]
+    return [k for k in rel if first in k]  # it cannot register again
+
+def always_one_break(rotations, rel, max_deg=90.0):
+    calls.append(len(rotations))
+    first = sorted(rotations)[:2]
+    return [(first[0], first[1], 180.0)], {n: np.eye(3) for n in rotations}
+
+flips.contradicting_pairs, flips.sequence_breaks = pairs_of_the_first_view, always_one_break
+photos, out, unflip = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+stages = []
+r = run_poses(photos, out, PosesConfig(threads=2, unflip=unflip), progress=lambda s, d, n: stages.append(s), isolate=False)
+import pycolmap
+print(json.dumps({"calls": len(calls), "stages": stages, "registered": r.registered, "found": r.breaks_found,
+                  "removed": r.pairs_removed, "left": r.breaks_left, "summary": r.summary(),
+                  "pairs": pycolmap.Database.open(out + "/database.db").num_verified_image_pairs()}))
+"""
+
+
+def _patched_run(photos: Path, out: Path, unflip: bool) -> dict:  # type: ignore[type-arg]
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", _PATCHED_RUN, str(photos), str(out), "1" if unflip else "0"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_a_second_mapping_that_does_not_help_is_dropped_and_the_database_kept(capture, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     photos, _, _ = capture
-    calls: list[int] = []
-
-    def pairs_of_the_first_view(rot, corr, rel, max_deg=90.0):  # type: ignore[no-untyped-def]
-        first = sorted(rot)[0]
-        return [k for k in rel if first in k]  # it cannot register again
-
-    monkeypatch.setattr(flips, "contradicting_pairs", pairs_of_the_first_view)
-
-    def always_one_break(rotations, rel, max_deg=90.0):  # type: ignore[no-untyped-def]
-        calls.append(len(rotations))
-        first = sorted(rotations)[:2]
-        return [(first[0], first[1], 180.0)], {n: np.eye(3) for n in rotations}
-
-    monkeypatch.setattr(flips, "sequence_breaks", always_one_break)
-    stages: list[str] = []
     out = tmp_path / "scene"
-    result = run_poses(photos, out, PosesConfig(threads=2), progress=lambda s, d, n: stages.append(s))
-    assert len(calls) == 2 and "re-mapping" in stages  # mapped again, one image short: the first model stands
-    assert result.registered == N_VIEWS and result.breaks_found[0][2] == 180.0
-    assert result.pairs_removed == 0 and result.breaks_left == 1 and "mapping again did not help" in result.summary()
+    got = _patched_run(photos, out, unflip=True)
+    assert got["calls"] == 2 and "re-mapping" in got["stages"]  # mapped again, one image short: the first model stands
+    assert got["registered"] == N_VIEWS and got["found"][0][2] == 180.0
+    assert got["removed"] == 0 and got["left"] == 1 and "mapping again did not help" in got["summary"]
     report = json.loads((out / "transforms.json").read_text())["poses"]["flipped_runs"]
     assert report["left"] == 1 and len(report["found"]) == 1 and report["pairs_removed"] == 0
     assert not (out / ".unflip").exists()
-    import pycolmap
-
-    result = run_poses(photos, tmp_path / "off", PosesConfig(threads=2, unflip=False))
-    assert len(calls) == 2 and result.breaks_found == []  # --no-unflip: not looked for
-    kept, fresh = (pycolmap.Database.open(str(d / "database.db")) for d in (out, tmp_path / "off"))
-    assert kept.num_verified_image_pairs() == fresh.num_verified_image_pairs() > N_VIEWS  # pairs went from the copy only
+    off = _patched_run(photos, tmp_path / "off", unflip=False)
+    assert off["calls"] == 0 and off["found"] == []  # --no-unflip: not looked for
+    assert got["pairs"] == off["pairs"] > N_VIEWS  # the pairs went from the copy only
 
 
 def test_poses_from_a_video_keeps_the_sharp_frames_and_registers(capture, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -273,10 +298,11 @@ def test_pycolmap_is_imported_lazily_and_its_absence_is_one_line(monkeypatch: py
             "assert 'pycolmap' not in sys.modules, 'pycolmap imported'")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
-    from taichifield.capture.sfm import import_pycolmap
+    from taichifield.capture.sfm import import_pycolmap, require_pycolmap
 
     monkeypatch.setitem(sys.modules, "pycolmap", None)  # as if not installed
-    with pytest.raises(InputError, match=r"^taichifield poses needs pycolmap: pip install 'taichifield\[capture\]'$"):
-        import_pycolmap()
+    for check in (import_pycolmap, require_pycolmap):
+        with pytest.raises(InputError, match=r"^taichifield poses needs pycolmap: pip install 'taichifield\[capture\]'$"):
+            check()
     with pytest.raises(InputError, match="--camera-model must be one of"):
         PosesConfig(camera_model="FISHEYE")

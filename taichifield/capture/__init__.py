@@ -1,7 +1,9 @@
 """Your own captures: photos or a video in, camera poses out (``taichifield poses``).
 
 * :mod:`.frames`: photos from a folder, or the sharpest frames of a video (variance of Laplacian);
-* :mod:`.sfm`: SIFT, matching and incremental mapping with pycolmap (imported lazily, only there);
+* :mod:`.sfm`: ``taichifield poses`` from frames to the exported scene;
+* :mod:`.mapping`: SIFT, matching and incremental mapping with pycolmap (imported lazily, only there),
+  run in a child process without torch (:mod:`.child`);
 * :mod:`.export`: ``transforms.json`` (instant-ngp format, normalised) and ``points3D.ply``.
 
 Importing this package imports neither pycolmap nor torch.

@@ -10,9 +10,11 @@ Pipeline (COLMAP, Schönberger & Frahm, CVPR 2016, via its Python bindings, CPU)
     SCENE/transforms.json  instant-ngp format, normalised, with per-frame sharpness  (export.py)
     SCENE/points3D.ply     the sparse points in the scene frame of transforms.json
 
+COLMAP's stages (:mod:`.mapping`) run in a child process that imports no torch (:mod:`.child`:
+pycolmap and torch can crash in one process); a crash there is one line, and the database stays.
 Resuming: a SCENE with ``database.db`` and no ``transforms.json`` continues; COLMAP skips the
 images whose features and the pairs whose matches are in the database, then maps again.
-pycolmap is imported only here, inside :func:`run_poses`.
+pycolmap is imported only inside :func:`run_poses` and :mod:`.mapping`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from ..config import Config
 from ..errors import InputError
 from .frames import VIDEO_SUFFIXES, Progress, copy_images, extract_video_frames, list_images
 
-__all__ = ["PosesConfig", "PosesResult", "POSES_ARTIFACTS", "check_poses_out", "run_poses", "import_pycolmap"]
+__all__ = ["PosesConfig", "PosesResult", "POSES_ARTIFACTS", "check_poses_out", "run_poses", "import_pycolmap", "require_pycolmap"]
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +40,6 @@ POSES_ARTIFACTS = ("images", "database.db", "database.db-shm", "database.db-wal"
 MATCHERS = ("auto", "exhaustive", "sequential")
 #: the models :mod:`taichifield.data.colmap_scene` reads back (the project's pinhole + OpenCV distortion)
 CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
-EXHAUSTIVE_UP_TO = 100
-#: at most this many extra mappings to remove flipped runs (:func:`_unflip`)
-UNFLIP_ROUNDS = 3
-#: never map without more than this fraction of the verified pairs (beer: 44%)
-UNFLIP_MAX_REMOVED = 0.7
-_FEATURE_CHUNK = 8
 
 
 @dataclass
@@ -135,13 +131,28 @@ class PosesResult:
         return line
 
 
+_NO_PYCOLMAP = "taichifield poses needs pycolmap: pip install 'taichifield[capture]'"
+
+
 def import_pycolmap() -> Any:
     """pycolmap, or an :class:`InputError` saying how to install it."""
     try:
         import pycolmap
     except ImportError:
-        raise InputError("taichifield poses needs pycolmap: pip install 'taichifield[capture]'") from None
+        raise InputError(_NO_PYCOLMAP) from None
     return pycolmap
+
+
+def require_pycolmap() -> None:
+    """:func:`import_pycolmap`'s error when pycolmap is not installed, without loading it here.
+
+    The process that checks is the one with torch in it; pycolmap's native libraries load only in
+    the child that runs COLMAP (:mod:`.child`).
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("pycolmap") is None:
+        raise InputError(_NO_PYCOLMAP)
 
 
 def check_poses_out(out: Path, overwrite: bool, source: Optional[Path] = None) -> bool:
@@ -196,141 +207,8 @@ def _prepare_frames(source: Path, image_dir: Path, config: PosesConfig, progress
     return copy_images(list_images(source), image_dir, progress)
 
 
-def _extract_features(pycolmap: Any, db: Path, image_dir: Path, names: list[str], config: PosesConfig,
-                      progress: Optional[Progress]) -> None:
-    """SIFT in chunks (for progress); the first chunk creates the shared camera, later ones reuse it."""
-    reader = pycolmap.ImageReaderOptions()
-    reader.camera_model = config.camera_model
-    ext = pycolmap.FeatureExtractionOptions()
-    ext.max_image_size = config.max_image_size
-    ext.num_threads = config.threads
-    ext.sift.max_num_features = config.max_features
-    mode = pycolmap.CameraMode.SINGLE if config.single_camera else pycolmap.CameraMode.AUTO
-    for start in range(0, len(names), _FEATURE_CHUNK):
-        if config.single_camera:
-            d = pycolmap.Database.open(str(db))
-            try:
-                cams = d.read_all_cameras()
-            finally:
-                d.close()
-            if cams:
-                reader.existing_camera_id = int(cams[0].camera_id)
-        pycolmap.extract_features(str(db), str(image_dir), image_names=names[start:start + _FEATURE_CHUNK],
-                                  camera_mode=mode, reader_options=reader, extraction_options=ext,
-                                  device=pycolmap.Device.cpu)
-        if progress is not None:
-            progress("features", min(start + _FEATURE_CHUNK, len(names)), len(names))
-
-
-def _match(pycolmap: Any, db: Path, n: int, config: PosesConfig, progress: Optional[Progress]) -> str:
-    kind = config.matcher if config.matcher != "auto" else ("exhaustive" if n <= EXHAUSTIVE_UP_TO else "sequential")
-    if progress is not None:
-        progress(f"matching ({kind})", 0, 1)
-    opts = pycolmap.FeatureMatchingOptions()
-    opts.num_threads = config.threads
-    if kind == "exhaustive":
-        pycolmap.match_exhaustive(str(db), matching_options=opts, device=pycolmap.Device.cpu)
-    else:
-        pycolmap.match_sequential(str(db), matching_options=opts, device=pycolmap.Device.cpu)
-    if progress is not None:
-        progress(f"matching ({kind})", 1, 1)
-    return kind
-
-
-def _map(pycolmap: Any, db: Path, image_dir: Path, work: Path, n: int, config: PosesConfig,
-         progress: Optional[Progress], stage: str = "mapping") -> tuple[Any, int]:
-    """Incremental mapping; the model with the most registered images, and how many models there were."""
-    opts = pycolmap.IncrementalPipelineOptions()
-    opts.num_threads = config.threads
-    opts.random_seed = config.seed
-    done = [0]
-
-    def next_image() -> None:
-        done[0] += 1
-        if progress is not None:
-            progress(stage, min(done[0] + 1, n), n)  # the initial pair registers two at once
-
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-    models = pycolmap.incremental_mapping(str(db), str(image_dir), str(work), options=opts, next_image_callback=next_image)
-    if not models:
-        raise InputError(f"{image_dir}: structure from motion registered no images (too few matches: "
-                         "more overlap between photos, more texture, or sharper frames)")
-    best = max(models.values(), key=lambda r: r.num_reg_images())
-    if progress is not None:
-        progress(stage, n, n)
-    return best, len(models)
-
-
-@dataclass
-class _Unflip:
-    """The model :func:`_unflip` kept, and what it found (the :class:`PosesResult` fields)."""
-
-    rec: Any
-    models: int
-    found: list[tuple[str, str, float]] = field(default_factory=list)
-    removed: int = 0
-    left: int = 0
-
-
-def _unflip(pycolmap: Any, db: Path, image_dir: Path, out: Path, rec: Any, n_models: int, n: int,
-            config: PosesConfig, progress: Optional[Progress]) -> _Unflip:
-    """Map again without the pairs that voted for flipped runs (:mod:`.flips`); keep the better model.
-
-    Up to :data:`UNFLIP_ROUNDS` rounds: each finds the breaks of the best model so far, removes
-    the pairs contradicting its corrected rotations and maps again (the mapper is not
-    deterministic with several threads, and a round can leave a break). A model replaces the
-    best one when it has fewer breaks and registers at least as many images. The user's
-    ``database.db`` is not changed: the pairs are removed from a copy in ``SCENE/.unflip``.
-    """
-    from . import flips
-
-    rel, ids = flips.relative_rotations(pycolmap, db, cameras=dict(rec.cameras))
-    found, corrections = flips.sequence_breaks(flips.model_rotations(rec), rel)
-    if not found:
-        return _Unflip(rec, n_models)
-    work = out / ".unflip"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    best, best_models, best_breaks, removed, kept_removed = rec, n_models, found, set(), 0
-    try:
-        copy = work / "database.db"
-        shutil.copyfile(db, copy)
-        for round_ in range(UNFLIP_ROUNDS):
-            bad = set(flips.contradicting_pairs(flips.model_rotations(best), corrections, rel)) - removed
-            if not bad:
-                break
-            if len(removed | bad) > UNFLIP_MAX_REMOVED * len(rel):
-                log.warning("%s: the flipped runs contradict %d of %d pairs: too many to map without, not tried",
-                            out, len(removed | bad), len(rel))
-                break
-            flips.remove_pairs(pycolmap, copy, [ids[k] for k in bad])
-            removed |= bad
-            log.info("%s: %d flipped runs against adjacent images; mapping again without %d of %d pairs",
-                     out, len(best_breaks), len(removed), len(rel))
-            try:
-                rec2, models2 = _map(pycolmap, copy, image_dir, work / f"mapping{round_}", n, config, progress,
-                                     stage="re-mapping")
-            except InputError:
-                log.warning("%s: mapping again without %d pairs registered nothing", out, len(removed))
-                break
-            left, corr2 = flips.sequence_breaks(flips.model_rotations(rec2), rel)
-            log.info("%s: round %d: %d breaks, %d/%d registered", out, round_ + 1, len(left), rec2.num_reg_images(), n)
-            if len(left) < len(best_breaks) and rec2.num_reg_images() >= best.num_reg_images():
-                best, best_models, best_breaks, corrections = pycolmap.Reconstruction(rec2), models2, left, corr2
-                kept_removed = len(removed)
-            if not best_breaks:
-                break
-        if best is rec:
-            log.warning("%s: mapping again did not remove the %d flipped runs: first model kept", out, len(found))
-        return _Unflip(best, best_models, found, kept_removed, len(best_breaks))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
 def run_poses(source: str | Path, out: str | Path, config: Optional[PosesConfig] = None, overwrite: bool = False,
-              progress: Optional[Progress] = None) -> PosesResult:
+              progress: Optional[Progress] = None, isolate: bool = True) -> PosesResult:
     """Recover camera poses of photos (a folder) or a video and write a posed scene (module doc).
 
     Args:
@@ -339,17 +217,18 @@ def run_poses(source: str | Path, out: str | Path, config: Optional[PosesConfig]
         config: :class:`PosesConfig`.
         progress: ``progress(stage, done, total)`` with stages ``frames``, ``features``,
             ``matching (...)``, ``mapping``, ``export``.
+        isolate: run the pycolmap stages (:func:`.mapping.colmap_stages`) in a child process that imports
+            no torch (:mod:`.child`: the two can crash in one process); False runs them here.
 
     Raises:
         InputError: pycolmap missing, bad input, an --out that may not be replaced, or nothing registered.
+        ChildError: COLMAP's process crashed (``database.db`` is kept: the same call resumes).
     """
-    from .export import write_scene
-
     t0 = time.perf_counter()
     config = config or PosesConfig()
     source, out = Path(source), Path(out)
     resume = check_poses_out(out, overwrite, source)
-    pycolmap = import_pycolmap()
+    require_pycolmap()
     _check_source(source)
     image_dir = out / "images"
     in_place = source.is_dir() and image_dir.resolve() == source.resolve()
@@ -362,36 +241,28 @@ def run_poses(source: str | Path, out: str | Path, config: Optional[PosesConfig]
     else:
         sharp = _prepare_frames(source, image_dir, config, progress)
     names = sorted(sharp)
-    db = out / "database.db"
-    pycolmap.set_random_seed(config.seed)
-    quiet_level = pycolmap.logging.minloglevel
-    # COLMAP's own INFO lines (thousands) go to stderr through glog: only its errors, unless debugging
-    pycolmap.logging.minloglevel = 0 if log.isEnabledFor(logging.DEBUG) else 2
-    try:
-        _extract_features(pycolmap, db, image_dir, names, config, progress)
-        _match(pycolmap, db, len(names), config, progress)
-        rec, n_models = _map(pycolmap, db, image_dir, out / ".mapping", len(names), config, progress)
-        unflip = (_unflip(pycolmap, db, image_dir, out, rec, n_models, len(names), config, progress)
-                  if config.unflip else _Unflip(rec, n_models))
-        rec, n_models = unflip.rec, unflip.models
-    finally:
-        pycolmap.logging.minloglevel = quiet_level
+    job = {"out": str(out), "names": names, "config": config.to_dict()}
+    if isolate:
+        from .child import call_in_child
+
+        model = call_in_child("taichifield.capture.mapping:colmap_stages", job, str(out), progress)
+    else:
+        from .mapping import colmap_stages
+
+        model = colmap_stages(**job, progress=progress)
     if progress is not None:
         progress("export", 0, 1)
-    sparse = out / "sparse" / "0"
-    if sparse.exists():
-        shutil.rmtree(sparse)
-    sparse.mkdir(parents=True)
-    rec.write_binary(str(sparse))
-    shutil.rmtree(out / ".mapping", ignore_errors=True)
-    registered = {rec.image(i).name for i in rec.reg_image_ids()}
+    registered = set(model["registered"])
     unregistered = [n for n in names if n not in registered]
     if unregistered:
         log.warning("%s: %d of %d images not registered: %s", out, len(unregistered), len(names), ", ".join(unregistered))
     result = PosesResult(given=len(names), registered=len(registered), unregistered=unregistered,
-                         mean_reprojection_error=float(rec.compute_mean_reprojection_error()),
-                         points=int(rec.num_points3D()), seconds=0.0, scene=out, resumed=resume, models=n_models,
-                         breaks_found=unflip.found, pairs_removed=unflip.removed, breaks_left=unflip.left)
+                         mean_reprojection_error=model["mean_reprojection_error"], points=model["points"],
+                         seconds=0.0, scene=out, resumed=resume, models=model["models"],
+                         breaks_found=[(a, b, d) for a, b, d in model["found"]], pairs_removed=model["removed"],
+                         breaks_left=model["left"])
+    from .export import write_scene  # imports torch: only after COLMAP is done (module doc of .child)
+
     data = write_scene(out, sharp, result)
     result.jumps = [(a, b, float(d)) for a, b, d in data["poses"]["rotation_jumps"]]
     if result.jumps:
