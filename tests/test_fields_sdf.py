@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from taichifield.fields.sdf import build_sdf_field, finite_difference_gradient
+from taichifield.fields.sdf import build_sdf_field, fd_derivatives, finite_difference_gradient
 
 
 def _points(n: int = 2000, seed: int = 0) -> torch.Tensor:
@@ -59,6 +59,54 @@ def test_finite_differences_match_autograd() -> None:
     u_fd, g_fd = finite_difference_gradient(field, x, 1e-5)
     torch.testing.assert_close(u_fd, u)
     torch.testing.assert_close(g_fd, g, atol=1e-6, rtol=1e-5)
+
+
+def _quadratic(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(3, 3, generator=g, dtype=torch.float64)
+    return a + a.T, torch.randn(3, generator=g, dtype=torch.float64), torch.randn(2, generator=g, dtype=torch.float64)
+
+
+def test_fd_schemes_on_a_quadratic_by_hand() -> None:
+    """u = x^T A x + b.x (and a linear feature column): the gradient 2Ax + b (the tetrahedron's plus
+    h times the mixed second derivatives (H_yz, H_xz, H_xy), its first-order error), the Laplacian
+    2 tr A, the tetrahedron's mean value u + h^2 tr A (its stated u + h^2/2 lap u)."""
+    a, b, w = _quadratic()
+    x = _points(64).double()
+
+    def fn(p: torch.Tensor) -> torch.Tensor:
+        return torch.stack([((p @ a) * p).sum(1) + p @ b, p @ b * w[0] + w[1]], dim=1)
+
+    u, grad, lap = fn(x)[:, 0], 2 * x @ a + b, 2 * torch.trace(a)
+    # by hand: (h / 8) sum_k v_k (v_k^T H v_k) = h (H_yz, H_xz, H_xy), as sum_k v_kx v_ky v_kz = 4
+    h = 0.05
+    mixed = h * 2 * torch.stack([a[1, 2], a[0, 2], a[0, 1]])
+    for scheme, expected in (("central", grad), ("tetrahedron", grad + mixed)):
+        value, g, laplace = fd_derivatives(fn, x, h, scheme, laplacian=True)
+        torch.testing.assert_close(value, fn(x), rtol=0, atol=1e-12)  # the centre's value and feature
+        torch.testing.assert_close(laplace, lap.expand(64), rtol=0, atol=1e-9)
+        torch.testing.assert_close(g, expected, rtol=0, atol=1e-10)
+    value, g, laplace = fd_derivatives(fn, x, h, "tetrahedron")
+    assert laplace is None
+    torch.testing.assert_close(value[:, 0], u + h * h * torch.trace(a), rtol=0, atol=1e-12)
+    torch.testing.assert_close(value[:, 1], fn(x)[:, 1], rtol=0, atol=1e-12)  # linear: the mean is exact
+    torch.testing.assert_close(g, grad + mixed, rtol=0, atol=1e-10)
+
+
+def test_fd_schemes_converge_at_their_order() -> None:
+    """On u = sin(x) cos(2y) exp(z/2): central errors fall 4x when h halves, the tetrahedron's 2x
+    (first order: h times the mixed second derivatives)."""
+    x = _points(200).double()
+
+    def fn(p: torch.Tensor) -> torch.Tensor:
+        return (torch.sin(p[:, 0]) * torch.cos(2 * p[:, 1]) * torch.exp(p[:, 2] / 2))[:, None]
+
+    true = torch.func.vmap(torch.func.grad(lambda q: fn(q[None])[0, 0]))(x)
+    for scheme, order in (("central", 4.0), ("tetrahedron", 2.0)):
+        errs = [float((fd_derivatives(fn, x, h, scheme)[1] - true).abs().max()) for h in (0.02, 0.01)]
+        assert errs[0] / errs[1] == pytest.approx(order, rel=0.15), (scheme, errs)
+    with pytest.raises(ValueError, match="scheme 'forward'"):
+        fd_derivatives(fn, x, 0.01, "forward")
 
 
 def test_double_backprop_gives_parameter_gradients_of_the_eikonal_term() -> None:

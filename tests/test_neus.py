@@ -121,16 +121,27 @@ def test_field_starts_as_a_sphere() -> None:
     assert float(field.inv_s().detach()) == pytest.approx(math.exp(3.0), rel=1e-5)
 
 
-def test_laplacian_of_the_initial_sphere() -> None:
+@pytest.mark.parametrize("scheme", ["tetrahedron", "central"])
+def test_laplacian_of_the_initial_sphere(scheme: str) -> None:
     """The finite-difference Laplacian (Neuralangelo's curvature) of the init sphere's SDF
-    |x| - r is 2 / |x| (mean curvature x 2), here with a coarse step (h = 0.1)."""
+    |x| - r is 2 / |x| (mean curvature x 2), here with a coarse step (h = 0.1); the gradient
+    is the sphere's normal x / |x| by either scheme, and the tetrahedron's 4-point value is
+    the sphere's SDF raised by h^2 / |x|."""
     torch.manual_seed(0)
-    field = NeuSField(NeuSConfig(**TINY), AABB)
+    field = NeuSField(NeuSConfig(**TINY, fd_scheme=scheme), AABB)
     field.fd_step = 0.1
     x = torch.nn.functional.normalize(torch.randn(500, 3), dim=1) * (0.6 + 0.6 * torch.rand(500, 1))
     with torch.no_grad():
         s, g, _, lap = field.sdf_derivatives(x)
+        s4, g4, _ = field.sdf_and_gradient(x)
     assert torch.allclose(s, field.sdf(x)) and g.shape == (500, 3)
+    cos = torch.nn.functional.cosine_similarity(g4, x, dim=1)
+    assert float(cos.min()) > 0.98
+    if scheme == "central":
+        assert torch.equal(s4, s)
+    else:  # the mean of the four is s + h^2/2 lap s, and lap s = 2 / |x| for the sphere
+        shift = (s4 - s) * x.norm(dim=1) / field.fd_step**2
+        assert abs(float(shift.median()) - 1.0) < 0.25
     ratio = lap * x.norm(dim=1) / 2.0
     assert abs(float(ratio.median()) - 1.0) < 0.25 and float((ratio - 1).abs().mean()) < 0.4
 
@@ -189,3 +200,21 @@ def test_model_checkpoint_round_trip(tmp_path) -> None:  # type: ignore[no-untyp
     save_checkpoint(tmp_path / "nerf.pt", "nerf", {"model": {}, "train": {}}, {})
     with pytest.raises(CheckpointError, match="expected 'neus'"):
         NeuSModel.load(tmp_path / "nerf.pt")
+
+
+def test_colour_and_normals_from_one_pass_match_the_separate_renders() -> None:
+    """The progress picture's colour and normal map come from one pass; each equals its own render,
+    and the normal map of the initial sphere seen head-on points back at the camera."""
+    from taichifield.cameras import look_at
+    from taichifield.pipelines.neus import NeuSModel
+
+    torch.manual_seed(0)
+    model = NeuSModel.build(NeuSConfig(**TINY), AABB, 16, torch.device("cpu"), meta={"step_size": 0.02})
+    model.grid.bits.fill_(-1)  # every cell occupied: march the whole box
+    model.eval()
+    c2w = look_at(torch.tensor([0.0, 0.0, 4.0]), torch.zeros(3), up=(0.0, 1.0, 0.0)).float()
+    args = (c2w, 24, 24, 30.0, 30.0, 12.0, 12.0)
+    rgb, normal = model.render_color_and_normals(*args)
+    assert torch.equal(rgb, model.render_view(*args)) and torch.equal(normal, model.render_view(*args, normals=True))
+    centre = normal[11:13, 11:13].reshape(-1, 3)  # the 4 pixels half a pixel off the sphere's near pole (+z)
+    assert bool((centre[:, 2] > 0.97).all()) and bool(((centre[:, :2] - 0.5).abs() < 0.15).all())  # n_z > 0.94

@@ -106,11 +106,16 @@ class NeuSConfig(HashGridConfig):
     """Radius of the initial sphere, as a fraction of the scene box's half side."""
     init_variance: float = 0.3
     """Initial NeuS variance v; the sharpness is inv_s = exp(10 v)."""
+    fd_scheme: Literal["tetrahedron", "central"] = "tetrahedron"
+    """Finite differences of the normals and the eikonal term: tetrahedron (4 SDF evaluations per
+    sample, 5 with the curvature term) or central (7, second-order accurate)."""
     implementation: Literal["taichi", "torch"] = "taichi"
     """Encoding kernels: Taichi, or the pure-torch references."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.fd_scheme not in ("tetrahedron", "central"):
+            raise InputError(f"fd_scheme {self.fd_scheme!r}: choose tetrahedron or central")
         for name in ("hidden", "sdf_layers", "feature_dim"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, not {getattr(self, name)}")

@@ -6,7 +6,7 @@ in the hash-grid form of instant-nsr-pl / Neuralangelo (Li et al. 2023).
     x (world) --(x - centre) / half--> u in [-1, 1]^3
     [u, HashGrid((u + 1) / 2)] --MLP (Softplus beta=100, geometric init)--> [s_u, feature (F)]
         sdf(x) = half * s_u                      (world units; |grad| = 1 for a true SDF)
-    normal n = grad sdf by central finite differences (Neuralangelo Eq. 8)
+    normal n = grad sdf by finite differences (tetrahedron, as instant-nsr-pl; or central, Neuralangelo Eq. 8)
     [u, n, SH(d), feature] --MLP (ReLU)--> 3 --sigmoid--> rgb
     sharpness inv_s = exp(10 * variance)         (NeuS Sec. 3.3; variance is learned)
 
@@ -29,7 +29,7 @@ from torch import nn
 
 from ..encoding import SphericalHarmonicsEncoding
 from .configs import NeuSConfig
-from .sdf import _fit_last_layer, _geometric_init, finite_difference_gradient
+from .sdf import _fit_last_layer, _geometric_init, fd_derivatives
 
 __all__ = ["NeuSConfig", "NeuSField"]
 
@@ -118,27 +118,18 @@ class NeuSField(nn.Module):
         return self._sdf_feature(x)[:, 0]
 
     def sdf_and_gradient(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """SDF (N,), its central-difference gradient (N, 3) with step :attr:`fd_step`, and the
-        feature (N, F) at (N, 3) points: one MLP pass over 7N points, differentiable."""
-        s, g, feat, _ = self.sdf_derivatives(x)
+        """SDF (N,), its finite-difference gradient (N, 3) with step :attr:`fd_step` and the
+        feature (N, F) at (N, 3) points: one MLP pass over 4N (tetrahedron) or 7N (central) points."""
+        s, g, feat, _ = self.sdf_derivatives(x, laplacian=False)
         return s, g, feat
 
-    def sdf_derivatives(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """:meth:`sdf_and_gradient` plus the Laplacian (N,) from the same 7 values per point,
-        ``sum_i (s(x + h e_i) + s(x - h e_i) - 2 s(x)) / h^2`` (Neuralangelo's curvature term, Eq. 10)."""
-        n = x.shape[0]
-        cache: list[torch.Tensor] = []
-
-        def fn(p: torch.Tensor) -> torch.Tensor:
-            out = self._sdf_feature(p)
-            cache.append(out)
-            return out[:, 0]
-
-        h = float(self.fd_step)
-        s, g = finite_difference_gradient(fn, x, h)
-        vals = cache[0][:, 0].reshape(7, n)
-        laplacian = (vals[1:4] + vals[4:7] - 2.0 * vals[0]).sum(0) / (h * h)
-        return s, g, cache[0][:n, 1:], laplacian
+    def sdf_derivatives(self, x: torch.Tensor, laplacian: bool = True
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """SDF (N,), gradient (N, 3), feature (N, F) and, when asked, the Laplacian (N,)
+        (Neuralangelo's curvature term, Eq. 10) by :func:`~taichifield.fields.sdf.fd_derivatives`
+        with the config's ``fd_scheme`` and step :attr:`fd_step`."""
+        value, g, lap = fd_derivatives(self._sdf_feature, x, float(self.fd_step), self.config.fd_scheme, laplacian)
+        return value[:, 0], g, value[:, 1:], lap
 
     def inv_s(self) -> torch.Tensor:
         """() NeuS sharpness ``exp(10 * variance)``, clamped to [1e-6, 1e6]."""
@@ -151,16 +142,20 @@ class NeuSField(nn.Module):
         d = self.dir_encoding(dirs.contiguous()).to(x.dtype)
         return torch.sigmoid(self.color_mlp(torch.cat([u, normal, d, feature], dim=-1)))
 
-    def forward(self, x: torch.Tensor, dirs: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, dirs: torch.Tensor, laplacian: bool = False) -> dict[str, torch.Tensor]:
         """Everything the renderer needs at (N, 3) points seen along unit directions (N, 3).
 
         Returns:
-            dict: ``sdf`` (N,), ``gradient`` (N, 3) (for the eikonal term), ``laplacian`` (N,)
-            (for the curvature term), ``normal`` (N, 3) (the unit gradient), ``rgb`` (N, 3).
+            dict: ``sdf`` (N,), ``gradient`` (N, 3) (for the eikonal term), ``normal`` (N, 3) (the
+            unit gradient), ``rgb`` (N, 3), and with ``laplacian`` the ``laplacian`` (N,) (for the
+            curvature term).
         """
-        s, g, feat, lap = self.sdf_derivatives(x)
+        s, g, feat, lap = self.sdf_derivatives(x, laplacian)
         normal = torch.nn.functional.normalize(g, dim=-1)
-        return {"sdf": s, "gradient": g, "laplacian": lap, "normal": normal, "rgb": self.color(x, normal, dirs, feat)}
+        out = {"sdf": s, "gradient": g, "normal": normal, "rgb": self.color(x, normal, dirs, feat)}
+        if lap is not None:
+            out["laplacian"] = lap
+        return out
 
     def encoding_parameters(self) -> list[nn.Parameter]:
         return list(self.encoding.parameters())

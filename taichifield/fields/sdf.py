@@ -47,6 +47,8 @@ __all__ = [
     "canonical_model",
     "autograd_gradient",
     "finite_difference_gradient",
+    "fd_derivatives",
+    "FD_SCHEMES",
 ]
 
 
@@ -67,6 +69,60 @@ def autograd_gradient(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tenso
     return u, g
 
 
+#: a regular tetrahedron's vertices on the cube [-1, 1]^3: sum v = 0 and sum v v^T = 4 I
+TETRAHEDRON = ((1.0, -1.0, -1.0), (-1.0, -1.0, 1.0), (-1.0, 1.0, -1.0), (1.0, 1.0, 1.0))
+FD_SCHEMES = ("central", "tetrahedron")
+
+
+def fd_derivatives(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, h: float, scheme: str = "central",
+                   laplacian: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Finite-difference value, gradient and Laplacian of the first column of ``fn`` (one call of ``fn``).
+
+    * ``central`` (Neuralangelo Eq. 8; 7N points): ``grad_i = (u(x + h e_i) - u(x - h e_i)) / 2h``,
+      error O(h^2); Laplacian ``sum_i (u(x + h e_i) + u(x - h e_i) - 2 u(x)) / h^2`` (Eq. 10).
+    * ``tetrahedron`` (the 4 vertices v_k of :data:`TETRAHEDRON`, as instant-nsr-pl; 4N points):
+      ``grad = sum_k v_k u(x + h v_k) / 4h``, exact for linear u, error O(h) (h times the mixed
+      second derivatives); the value is the mean of the four, ``u(x) + h^2/2 lap u + O(h^3)``. With
+      ``laplacian`` the centre is evaluated too (5N points): the value is ``u(x)`` and the Laplacian
+      ``(sum_k u(x + h v_k) - 4 u(x)) / 2h^2``.
+
+    Differentiable w.r.t. ``fn``'s parameters.
+
+    Args:
+        fn: maps (M, 3) -> (M, C); column 0 is differentiated, the others (features) come back
+            at the same point as the value.
+        x: (N, 3) points; h: step.
+
+    Returns:
+        value (N, C), gradient (N, 3) of column 0, Laplacian (N,) of column 0 (None unless asked).
+    """
+    n, kw = x.shape[0], {"dtype": x.dtype, "device": x.device}
+    if scheme == "central":
+        eye = torch.eye(3, **kw) * h
+        offsets = torch.cat([torch.zeros(1, 3, **kw), eye, -eye])  # (7, 3)
+    elif scheme == "tetrahedron":
+        offsets = torch.tensor(TETRAHEDRON, **kw) * h
+        if laplacian:
+            offsets = torch.cat([torch.zeros(1, 3, **kw), offsets])
+    else:
+        raise ValueError(f"finite-difference scheme {scheme!r}: choose one of {', '.join(FD_SCHEMES)}")
+    out = fn((x[None] + offsets[:, None]).reshape(-1, 3))
+    out = out.reshape(offsets.shape[0], n, -1)
+    u = out[..., 0]
+    lap = None
+    if scheme == "central":
+        grad = ((u[1:4] - u[4:7]) / (2 * h)).T
+        if laplacian:
+            lap = (u[1:4] + u[4:7] - 2.0 * u[0]).sum(0) / (h * h)
+        return out[0], grad, lap
+    corners = u[1:] if laplacian else u
+    grad = (offsets[-4:].T @ corners).T / (4 * h * h)  # offsets are h v_k
+    if laplacian:
+        lap = (corners.sum(0) - 4.0 * u[0]) / (2 * h * h)
+        return out[0], grad, lap
+    return out.mean(0), grad, None
+
+
 def finite_difference_gradient(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, h: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Value and central-difference gradient ``(u(x + h e_i) - u(x - h e_i)) / 2h``.
 
@@ -79,11 +135,8 @@ def finite_difference_gradient(fn: Callable[[torch.Tensor], torch.Tensor], x: to
     Returns:
         u (N,), grad (N, 3).
     """
-    n = x.shape[0]
-    eye = torch.eye(3, dtype=x.dtype, device=x.device) * h
-    offsets = torch.cat([torch.zeros(1, 3, dtype=x.dtype, device=x.device), eye, -eye])  # (7, 3)
-    vals = fn((x[None] + offsets[:, None]).reshape(-1, 3)).reshape(7, n)
-    return vals[0], ((vals[1:4] - vals[4:7]) / (2 * h)).T
+    value, grad, _ = fd_derivatives(lambda p: fn(p)[:, None], x, h)
+    return value[:, 0], grad
 
 
 def _geometric_init(linears: list[nn.Linear], radius: float, n_raw: int) -> None:

@@ -17,7 +17,7 @@ Example::
 
     model = NeuSModel.load("runs/lego-neus/ckpt.pt")
     img = model.render_view(c2w, 400, 400, fx, fy, 200, 200)                 # (H, W, 3)
-    normals = model.render_view(c2w, 400, 400, fx, fy, 200, 200, normals=True)
+    img, normals = model.render_color_and_normals(c2w, 400, 400, fx, fy, 200, 200)   # both, one pass
     verts, faces = extract_mesh(model.sdf, 512, model.bbox)
 """
 
@@ -68,7 +68,8 @@ def sdf_density_fn(field: NeuSField, grid: OccupancyGrid, band: float = 4.0) -> 
 
 def render_neus_rays(field: NeuSField, grid: OccupancyGrid | None, rays_o: torch.Tensor, rays_d: torch.Tensor, *,
                      near: float, far: float, step_size: float, background: torch.Tensor, perturb: bool = False,
-                     cos_anneal_ratio: float = 1.0, n_samples: int = 64, normals: bool = False) -> dict[str, Any]:
+                     cos_anneal_ratio: float = 1.0, n_samples: int = 64, normals: bool = False,
+                     curvature: bool = False) -> dict[str, Any]:
     """Render rays (R, 3) (unit directions) through a NeuS field.
 
     Args:
@@ -77,11 +78,12 @@ def render_neus_rays(field: NeuSField, grid: OccupancyGrid | None, rays_o: torch
         near, far: ray bounds; background: (3,) or (R, 3).
         perturb: jitter the samples (training). cos_anneal_ratio: NeuS's r in [0, 1].
         normals: also composite the unit normals (``normal`` (R, 3), not normalised).
+        curvature: also return the SDF's Laplacian at the samples (the curvature term).
 
     Returns:
-        dict: rgb (R, 3), depth (R,), opacity (R,), gradient (S, 3) and laplacian (S,) (the
-        SDF's derivatives at the samples, for the eikonal and curvature terms), n_samples (int),
-        and ``normal`` when asked.
+        dict: rgb (R, 3), depth (R,), opacity (R,), gradient (S, 3) (the SDF's gradient at the
+        samples, for the eikonal term), n_samples (int), and ``normal`` (R, 3) and ``laplacian`` (S,)
+        when asked.
         Even with no samples ``rgb`` is part of the field's graph when gradients are on.
     """
     from ..render.neus_alpha import alpha_to_sigma, neus_alpha
@@ -104,21 +106,25 @@ def render_neus_rays(field: NeuSField, grid: OccupancyGrid | None, rays_o: torch
         if torch.is_grad_enabled():
             rgb = rgb + 0.0 * sum(p.sum() for p in field.parameters())
         out.update(rgb=rgb, depth=rays_o.new_zeros(n_rays), opacity=rays_o.new_zeros(n_rays),
-                   gradient=rays_o.new_zeros((0, 3)), laplacian=rays_o.new_zeros((0,)))
+                   gradient=rays_o.new_zeros((0, 3)))
+        if curvature:
+            out["laplacian"] = rays_o.new_zeros((0,))
         if normals:
             out["normal"] = rays_o.new_zeros((n_rays, 3))
         return out
     ri = ray_indices.long()
     d = rays_d[ri]
     x = rays_o[ri] + d * (0.5 * (t_starts + t_ends))[:, None]
-    f = field(x, d)
+    f = field(x, d, laplacian=curvature)
     dt = t_ends - t_starts
     alpha = neus_alpha(f["sdf"], f["gradient"], d, dt, field.inv_s(), cos_anneal_ratio)
     sigma = alpha_to_sigma(alpha, dt)
     packed = pack_info(ray_indices, n_rays)
     rgb, depth, opacity = volume_render(sigma, f["rgb"], t_starts, t_ends, ray_indices, n_rays,
                                         background=bg, packed_info=packed)
-    out.update(rgb=rgb, depth=depth, opacity=opacity, gradient=f["gradient"], laplacian=f["laplacian"])
+    out.update(rgb=rgb, depth=depth, opacity=opacity, gradient=f["gradient"])
+    if curvature:
+        out["laplacian"] = f["laplacian"]
     if normals:
         out["normal"] = volume_render(sigma, f["normal"], t_starts, t_ends, ray_indices, n_rays, packed_info=packed)[0]
     return out
@@ -177,17 +183,28 @@ class NeuSModel(GridModel):
         """One pinhole view (H, W, 3) float32 in [0, 1] on the CPU: colour on ``background``
         (default the training's evaluation background), or with ``normals`` the composited
         world normals mapped to ``(n + 1) / 2`` on black."""
+        rgb, normal = self.render_color_and_normals(c2w, width, height, fx, fy, cx, cy, chunk=chunk,
+                                                    distortion=distortion, background=background, **kwargs)
+        return normal if normals else rgb
+
+    @torch.no_grad()
+    def render_color_and_normals(self, c2w: torch.Tensor, width: int, height: int, fx: float, fy: float, cx: float,
+                                 cy: float, *, chunk: int = 4096, distortion: Any = None,
+                                 background: tuple[float, float, float] | None = None,
+                                 **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`render_view`'s colour and normal map (each (H, W, 3), CPU) from one pass over the samples."""
         from .. import cameras
 
         dev = self.device
         rays_o, rays_d = cameras.image_rays(c2w.reshape(4, 4).to(dev, torch.float32), width, height, fx, fy, cx, cy,
                                             distortion)
         bg = torch.tensor(self.background if background is None else background, dtype=torch.float32, device=dev)
-        pieces = []
+        colors, normals = [], []
         for i in range(0, rays_o.shape[0], chunk):
-            out = self.render_rays(rays_o[i:i + chunk], rays_d[i:i + chunk], background=bg, normals=normals, **kwargs)
-            pieces.append(out["normal"] * 0.5 + 0.5 * out["opacity"][:, None] if normals else out["rgb"])
-        return torch.cat(pieces).reshape(height, width, 3).clamp(0, 1).cpu()
+            out = self.render_rays(rays_o[i:i + chunk], rays_d[i:i + chunk], background=bg, normals=True, **kwargs)
+            colors.append(out["rgb"])
+            normals.append(out["normal"] * 0.5 + 0.5 * out["opacity"][:, None])
+        return tuple(torch.cat(p).reshape(height, width, 3).clamp(0, 1).cpu() for p in (colors, normals))  # type: ignore[return-value]
 
 
 def default_focal(resolution: int, camera_angle_x: float = 0.6911112070083618) -> float:

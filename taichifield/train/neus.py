@@ -205,7 +205,8 @@ class NeuSTrainer:
         rays_o, rays_d, gt, bg, alpha = self._batch(n)
         out = render_neus_rays(field, grid if self.grid_ready else None, rays_o, rays_d, near=self.views.near,
                                far=self.views.far, step_size=self.step_size, background=bg, perturb=True,
-                               cos_anneal_ratio=ratio, n_samples=config.stratified_samples)
+                               cos_anneal_ratio=ratio, n_samples=config.stratified_samples,
+                               curvature=config.curvature_weight > 0)
         err = out["rgb"] - gt
         mse = (err * err).mean()
         grad = out["gradient"]
@@ -236,8 +237,9 @@ class NeuSTrainer:
         """View ``i`` of ``v``: colour, and (progress pictures) the normal map."""
         fx, fy, cx, cy, dist = v.camera(i)
         args = (v.c2w[i], v.width, v.height, fx, fy, cx, cy)
-        img = self.model.render_view(*args, distortion=dist)
-        return [img, self.model.render_view(*args, distortion=dist, normals=True)] if normals else [img]
+        if normals:
+            return list(self.model.render_color_and_normals(*args, distortion=dist))
+        return [self.model.render_view(*args, distortion=dist)]
 
     def save(self, step: int) -> None:
         config = self.config
