@@ -72,6 +72,15 @@ def autograd_gradient(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tenso
 #: a regular tetrahedron's vertices on the cube [-1, 1]^3: sum v = 0 and sum v v^T = 4 I
 TETRAHEDRON = ((1.0, -1.0, -1.0), (-1.0, -1.0, 1.0), (-1.0, 1.0, -1.0), (1.0, 1.0, 1.0))
 FD_SCHEMES = ("central", "tetrahedron")
+_TETRAHEDRA: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+
+
+def _tetrahedron(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """:data:`TETRAHEDRON` as a (4, 3) tensor, made once per dtype and device (no host copy per call)."""
+    key = (dtype, device)
+    if key not in _TETRAHEDRA:
+        _TETRAHEDRA[key] = torch.tensor(TETRAHEDRON, dtype=dtype, device=device)
+    return _TETRAHEDRA[key]
 
 
 def fd_derivatives(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, h: float, scheme: str = "central",
@@ -101,7 +110,7 @@ def fd_derivatives(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, 
         eye = torch.eye(3, **kw) * h
         offsets = torch.cat([torch.zeros(1, 3, **kw), eye, -eye])  # (7, 3)
     elif scheme == "tetrahedron":
-        offsets = torch.tensor(TETRAHEDRON, **kw) * h
+        offsets = _tetrahedron(x.dtype, x.device) * h
         if laplacian:
             offsets = torch.cat([torch.zeros(1, 3, **kw), offsets])
     else:
